@@ -1,0 +1,41 @@
+# The commands a person types. `make test` and `make serve` do all the set-up themselves.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Exact versions for the local environment; pyproject.toml keeps ranges for other images.
+TORCH_PINS := torch==2.14.1 torchaudio==2.11.0
+EXTRAS := serve,train,dev
+STAMP := $(VENV)/.installed
+MODEL ?= models/default/student
+
+.PHONY: install test lint format serve clean
+
+install: $(STAMP)
+
+# Re-installs only when the dependency list or this file changes.
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH_PINS) 2>&1 | { grep -v "is ignored" || true; }
+	$(BIN)/python -c "import torch, torchaudio"
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[$(EXTRAS)]" $(TORCH_PINS) 2>&1 | { grep -v "is ignored" || true; }
+	$(BIN)/python -c "import wavenet"
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+serve: install
+	$(BIN)/wavenet serve --model $(MODEL)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,16 @@
+"""WaveNet teacher, Parallel WaveNet student, and the pieces they share."""
+
+from wavenet.checkpoint import load_model, save_model
+from wavenet.errors import AudioError, CheckpointError
+from wavenet.features import FeatureSpec
+from wavenet.teacher import Teacher, TeacherConfig
+
+__all__ = [
+    "AudioError",
+    "CheckpointError",
+    "FeatureSpec",
+    "Teacher",
+    "TeacherConfig",
+    "load_model",
+    "save_model",
+]
