@@ -8,11 +8,23 @@ BIN := $(VENV)/bin
 TORCH_PINS := torch==2.14.1 torchaudio==2.11.0
 EXTRAS := serve,train,dev
 STAMP := $(VENV)/.installed
+# Debian packages: speech synthesisers and sox for the synthetic corpus, chromium for the
+# demo page test. Installed only when one is missing (needs root, as on CI).
+DEBIAN_PACKAGES := flite festival festvox-kallpc16k festvox-us-slt-hts sox chromium
 MODEL ?= models/default/student
 
-.PHONY: install test lint format serve clean
+.PHONY: install system-packages test lint format serve clean
 
-install: $(STAMP)
+install: system-packages $(STAMP)
+
+system-packages:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 # Re-installs only when the dependency list or this file changes.
 $(STAMP): pyproject.toml Makefile

@@ -63,10 +63,7 @@ def _serve(args: argparse.Namespace) -> None:
     run(model=args.model, host=args.host, port=args.port)
 
 
-def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wavenet", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_synthesize(commands) -> None:
     synth = commands.add_parser(
         "synthesize",
         help="vocode audio files (copy synthesis) or .npy mels into wav files",
@@ -81,26 +78,53 @@ def get_parser() -> argparse.ArgumentParser:
     synth.add_argument("--device", default="auto", help="auto, cpu or cuda")
     synth.set_defaults(handler=_synthesize)
 
+
+def _add_info(commands) -> None:
     info = commands.add_parser("info", help="describe a checkpoint (kind, size, receptive field)")
     info.add_argument("--model", required=True, help="checkpoint directory")
     info.set_defaults(handler=_info)
 
+
+def _add_serve(commands) -> None:
     serve = commands.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--model", default=None, help="checkpoint directory")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(handler=_serve)
+
+
+# One entry per subcommand, in the order `wavenet --help` lists them.
+SUBCOMMANDS = [_add_synthesize, _add_info, _add_serve]
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wavenet", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_subcommand in SUBCOMMANDS:
+        add_subcommand(commands)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Exceptions that mean bad input, reported in one line rather than as a traceback."""
     from wavenet.errors import AudioError, CheckpointError
 
+    errors: list[type[Exception]] = [CommandError, AudioError, CheckpointError]
+    try:
+        from training.config import ConfigError
+
+        errors.append(ConfigError)
+    except ImportError:  # the serving image ships without the training extras
+        pass
+    return tuple(errors)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     parser = get_parser()
     args = parser.parse_args(argv)
     try:
         args.handler(args)
-    except (CommandError, AudioError, CheckpointError) as error:
+    except _user_errors() as error:
         print(f"wavenet {args.command}: error: {error}", file=sys.stderr)
         return USAGE_ERROR
     return 0

@@ -1,0 +1,62 @@
+"""Tiny configs and checkpoints shared by the tests (CPU, milliseconds per forward pass)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import soundfile
+import torch
+
+from wavenet import FeatureSpec, Teacher, TeacherConfig, save_model
+
+DATA = Path(__file__).parent / "data"
+
+
+def tiny_spec(**overrides) -> FeatureSpec:
+    """8 kHz audio, 16-sample hop, 8 mel bands: a few frames make a usable test input."""
+    fields = dict(
+        sample_rate=8000, n_fft=64, win_length=64, hop_length=16, n_mels=8, f_max=4000.0
+    )
+    return FeatureSpec(**{**fields, **overrides})
+
+
+def tiny_teacher_config(**overrides) -> TeacherConfig:
+    """Six layers (dilations 1, 2, 4, 1, 2, 4), 16 channels, two speakers."""
+    fields = dict(
+        layers=6,
+        dilation_cycle=3,
+        residual_channels=16,
+        gate_channels=16,
+        skip_channels=16,
+        cond_channels=16,
+        speakers=["alice", "bob"],
+        speaker_dim=4,
+    )
+    return TeacherConfig(**{**fields, **overrides})
+
+
+def tiny_teacher(seed: int = 0, spec: FeatureSpec | None = None, **overrides) -> Teacher:
+    """A randomly initialised tiny teacher in eval mode, reproducible from `seed`."""
+    torch.manual_seed(seed)
+    return Teacher(tiny_teacher_config(**overrides), spec or tiny_spec()).eval()
+
+
+def write_tone(path: Path, seconds: float = 0.05, sample_rate: int = 8000) -> Path:
+    """A short two-tone clip, enough for copy synthesis with the tiny spec."""
+    n = int(seconds * sample_rate)
+    samples = [
+        0.3 * math.sin(2 * math.pi * 220 * t / sample_rate)
+        + 0.2 * math.sin(2 * math.pi * 660 * t / sample_rate)
+        for t in range(n)
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(path, samples, sample_rate, subtype="PCM_16")
+    return path
+
+
+@pytest.fixture
+def teacher_checkpoint(tmp_path: Path) -> Path:
+    """A saved tiny teacher, as a checkpoint directory."""
+    return save_model(tiny_teacher(), tmp_path / "teacher")
