@@ -16,9 +16,7 @@ DATA = Path(__file__).parent / "data"
 
 def tiny_spec(**overrides) -> FeatureSpec:
     """8 kHz audio, 16-sample hop, 8 mel bands: a few frames make a usable test input."""
-    fields = dict(
-        sample_rate=8000, n_fft=64, win_length=64, hop_length=16, n_mels=8, f_max=4000.0
-    )
+    fields = dict(sample_rate=8000, n_fft=64, win_length=64, hop_length=16, n_mels=8, f_max=4000.0)
     return FeatureSpec(**{**fields, **overrides})
 
 

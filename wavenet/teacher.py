@@ -7,7 +7,10 @@ the teacher's input when a student is distilled from it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
+import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
@@ -203,9 +206,7 @@ class Teacher(nn.Module):
         mel: torch.Tensor | None,
         speaker: torch.Tensor | None = None,
         temperature: float = 1.0,
-        length: int | None = None,
-        frames_per_chunk: int = 16,
-        generator: torch.Generator | None = None,
+        **options,
     ) -> torch.Tensor:
         """Sample audio one step at a time with cached convolution inputs.
 
@@ -213,13 +214,39 @@ class Teacher(nn.Module):
             mel (Tensor | None): Log-mel frames (B, n_mels, frames), or None (unconditional).
             speaker (Tensor | None): Speaker ids (B,), or None.
             temperature (float): Softmax temperature; 0 takes the most likely class.
-            length (int | None): Samples to make without a mel (one sequence unless a speaker
-                batch says otherwise); with a mel it is frames * hop_length.
-            frames_per_chunk (int): Frames of conditioning upsampled at a time (bounds memory).
-            generator (torch.Generator | None): Random source on the model's device.
+            **options: `length`, `mel_lengths`, `frames_per_chunk`, `generator`, as in `stream`.
 
         Returns:
-            Tensor: Audio in [-1, 1] (B, frames * hop_length), or (B, length).
+            Tensor: Audio in [-1, 1] (B, frames * hop_length), or (B, length) without a mel.
+        """
+        return torch.cat(list(self.stream(mel, speaker, temperature, **options)), dim=-1)
+
+    @torch.no_grad()
+    def stream(
+        self,
+        mel: torch.Tensor | None,
+        speaker: torch.Tensor | None = None,
+        temperature: float = 1.0,
+        length: int | None = None,
+        mel_lengths: torch.Tensor | None = None,
+        frames_per_chunk: int = 16,
+        generator: torch.Generator | None = None,
+    ) -> Iterator[torch.Tensor]:
+        """Sample audio in chunks of `frames_per_chunk * hop_length` samples, as they are made.
+
+        Args:
+            mel (Tensor | None): Log-mel frames (B, n_mels, frames), or None (unconditional).
+            speaker (Tensor | None): Speaker ids (B,), or None.
+            temperature (float): Softmax temperature; 0 takes the most likely class.
+            length (int | None): Samples to make without a mel (batch 1, or one per speaker).
+            mel_lengths (Tensor | None): Real frames of each item (B,) when a batch of
+                different lengths was zero-padded: each item is then conditioned exactly as
+                if it were alone, and its audio is valid up to mel_lengths * hop_length.
+            frames_per_chunk (int): Frames per chunk (bounds the conditioning kept in memory).
+            generator (torch.Generator | None): Random source on the model's device.
+
+        Yields:
+            Tensor: Audio in [-1, 1] (B, chunk_samples); together frames * hop_length samples.
         """
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
@@ -227,29 +254,45 @@ class Teacher(nn.Module):
             if length is None or length <= 0:
                 raise ValueError("without a mel, give a positive length")
             batch = 1 if speaker is None else speaker.shape[0]
-            chunks = [(None, length)]
-            bias = self.conditioner.speaker_bias(speaker)
+            frames, bias = None, self.conditioner.speaker_bias(speaker)
+            chunk = frames_per_chunk * self.spec.hop_length
+            spans = [(start, min(start + chunk, length)) for start in range(0, length, chunk)]
         else:
             self._check_inputs(mel.new_zeros(mel.shape[0], 0), mel)
-            batch, _, num_frames = mel.shape
-            frames, bias = self.conditioner.project(mel, speaker)
-            chunks = (
-                (self.conditioner.upsample(frames, bias, start, start + frames_per_chunk), None)
+            batch, num_frames = mel.shape[0], mel.shape[-1]
+            frames, bias = self._project_items(mel, speaker, mel_lengths)
+            spans = [
+                (start, start + frames_per_chunk)
                 for start in range(0, num_frames, frames_per_chunk)
-            )
-            length = self.spec.samples_for(num_frames)
+            ]
         cache = self.new_cache(batch)
-        classes = torch.empty(batch, length, dtype=torch.long, device=self.input.weight.device)
-        t = 0
-        for cond, chunk_length in chunks:
-            for offset in range(chunk_length if cond is None else cond.shape[-1]):
-                step_cond = bias if cond is None else cond[..., offset : offset + 1]
-                logits = self.step(step_cond, cache)
-                drawn = _sample(logits, temperature, generator)
-                cache.previous = mulaw.class_centres(drawn).to(logits.dtype)
+        for start, stop in spans:
+            if frames is None:
+                conds = [bias] * (stop - start)
+            else:
+                cond = self.conditioner.upsample(frames, bias, start, stop)
+                conds = [cond[..., t : t + 1] for t in range(cond.shape[-1])]
+            classes = torch.empty(
+                batch, len(conds), dtype=torch.long, device=self.input.weight.device
+            )
+            for t, step_cond in enumerate(conds):
+                drawn = _sample(self.step(step_cond, cache), temperature, generator)
+                cache.previous = mulaw.class_centres(drawn).to(cache.previous.dtype)
                 classes[:, t] = drawn
-                t += 1
-        return mulaw.decode(classes)
+            yield mulaw.decode(classes)
+
+    def _project_items(
+        self, mel: torch.Tensor, speaker: torch.Tensor | None, mel_lengths: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Frame-rate conditioning; with `mel_lengths`, each item projected on its own frames."""
+        if mel_lengths is None:
+            return self.conditioner.project(mel, speaker)
+        frames = []
+        for index, frame_count in enumerate(mel_lengths.tolist()):
+            item, _ = self.conditioner.project(mel[index : index + 1, :, :frame_count])
+            # Zero frames beyond the item's end contribute nothing, as if it were alone.
+            frames.append(F.pad(item, (0, mel.shape[-1] - frame_count)))
+        return torch.cat(frames), self.conditioner.speaker_bias(speaker)
 
 
 def _sample(logits: torch.Tensor, temperature: float, generator: torch.Generator | None):
