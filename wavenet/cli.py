@@ -63,6 +63,37 @@ def _serve(args: argparse.Namespace) -> None:
     run(model=args.model, host=args.host, port=args.port)
 
 
+def _corpus(args: argparse.Namespace) -> None:
+    from training.corpus import build_corpus, read_sentences, resolve_voices
+
+    voices = resolve_voices(args.voices)
+    sentences = read_sentences(args.sentences)
+    summary = build_corpus(
+        args.out,
+        voices,
+        sentences,
+        minutes=args.minutes,
+        max_utterances=args.utterances,
+        sample_rate=args.sample_rate,
+        seed=args.seed,
+        workers=args.workers,
+    )
+    for name, reason in summary.failures.items():
+        print(f"voice {name} skipped: {reason}", file=sys.stderr)
+    speakers = len({row[1] for row in summary.rows})
+    print(
+        f"wrote {len(summary.rows)} utterance(s), {summary.seconds / 60:.1f} min, "
+        f"{speakers} speaker(s) to {args.out}",
+        file=sys.stderr,
+    )
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    from training.prepare import prepare, print_report
+
+    print_report(prepare(args.data, args.out, args.config, args.val_fraction, args.seed))
+
+
 def _add_synthesize(commands) -> None:
     synth = commands.add_parser(
         "synthesize",
@@ -93,8 +124,42 @@ def _add_serve(commands) -> None:
     serve.set_defaults(handler=_serve)
 
 
+def _add_corpus(commands) -> None:
+    corpus = commands.add_parser(
+        "corpus",
+        help="synthesise a multi-speaker corpus with flite/festival voices",
+        description="Read the shipped sentences with Debian's flite and festival voices into a "
+        "VCTK-like layout: OUT/<speaker>/<utt_id>.wav and .txt, plus OUT/manifest.csv.",
+    )
+    corpus.add_argument("out", help="output folder (new or empty)")
+    corpus.add_argument("--minutes", type=float, default=10.0, help="about this much audio")
+    corpus.add_argument("--utterances", type=int, help="stop after this many utterances")
+    corpus.add_argument("--voices", nargs="+", help="voice names (default: all)")
+    corpus.add_argument("--sentences", help="text file, one sentence a line (default: shipped)")
+    corpus.add_argument("--sample-rate", type=int, default=16000, help="output rate in Hz")
+    corpus.add_argument("--seed", type=int, default=0, help="shuffles the sentences")
+    corpus.add_argument("--workers", type=int, default=2, help="synthesisers run at once")
+    corpus.set_defaults(handler=_corpus)
+
+
+def _add_prepare(commands) -> None:
+    prep = commands.add_parser(
+        "prepare",
+        help="resample, trim, normalise and cache features of a speech corpus for training",
+        description="Read an LJSpeech layout, a VCTK-like layout (a folder per speaker) or a "
+        "folder of wav/flac/ogg, and write audio/mel .npy files, manifest.jsonl with a seeded "
+        "held-out split, and report.json listing every dropped file.",
+    )
+    prep.add_argument("data", help="corpus folder")
+    prep.add_argument("out", help="output folder")
+    prep.add_argument("--config", help="YAML PrepareConfig (feature spec, thresholds)")
+    prep.add_argument("--val-fraction", type=float, help="held-out share (default 0.05)")
+    prep.add_argument("--seed", type=int, help="seed of the held-out split (default 0)")
+    prep.set_defaults(handler=_prepare)
+
+
 # One entry per subcommand, in the order `wavenet --help` lists them.
-SUBCOMMANDS = [_add_synthesize, _add_info, _add_serve]
+SUBCOMMANDS = [_add_synthesize, _add_info, _add_serve, _add_corpus, _add_prepare]
 
 
 def get_parser() -> argparse.ArgumentParser:

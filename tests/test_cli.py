@@ -1,0 +1,160 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile
+from conftest import write_tone
+
+from wavenet.cli import main
+
+WAVENET = Path(sys.executable).parent / "wavenet"
+
+
+def synthesize(*args: str) -> int:
+    return main(["synthesize", *args])
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, err
+    assert err.startswith("wavenet synthesize: error: ")
+    return err
+
+
+def test_copy_synthesis_of_an_audio_file(tmp_path, teacher_checkpoint):
+    clip = write_tone(tmp_path / "in" / "tone.wav", seconds=0.05)  # 400 samples = 25 frames
+    out = tmp_path / "out.wav"
+    code = synthesize("--model", str(teacher_checkpoint), "--input", str(clip), "--out", str(out))
+    assert code == 0
+    audio, rate = soundfile.read(out)
+    assert rate == 8000 and audio.shape == (25 * 16,)
+    assert np.isfinite(audio).all() and np.abs(audio).max() <= 1.0
+
+
+def test_resamples_input_at_another_rate(tmp_path, teacher_checkpoint):
+    clip = write_tone(tmp_path / "tone.flac", seconds=0.05, sample_rate=16000)
+    out = tmp_path / "out.wav"
+    assert (
+        synthesize("--model", str(teacher_checkpoint), "--input", str(clip), "--out", str(out)) == 0
+    )
+    assert soundfile.info(out).frames == 25 * 16
+
+
+def test_folder_in_folder_out_with_npy_and_speaker(tmp_path, teacher_checkpoint):
+    inputs = tmp_path / "in"
+    write_tone(inputs / "a.wav")
+    write_tone(inputs / "nested" / "b.ogg", seconds=0.02)
+    np.save(inputs / "c.npy", np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32))
+    (inputs / "notes.txt").write_text("not audio")
+    out = tmp_path / "out"
+    args = ["--model", str(teacher_checkpoint), "--input", str(inputs), "--out", str(out)]
+    assert synthesize(*args, "--speaker", "bob") == 0
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*.wav"))
+    assert written == ["a.wav", "c.wav", "nested/b.wav"]
+    assert soundfile.info(out / "c.wav").frames == 3 * 16
+    assert soundfile.info(out / "nested" / "b.wav").frames == 10 * 16
+
+
+def test_missing_input_exits_2_with_one_line(tmp_path, teacher_checkpoint, capsys):
+    out = tmp_path / "out.wav"
+    code = synthesize(
+        "--model", str(teacher_checkpoint), "--input", str(tmp_path / "no.wav"), "--out", str(out)
+    )
+    assert code == 2
+    assert "no.wav: no such file" in one_line_error(capsys)
+    assert not out.exists()
+
+
+def test_unreadable_audio_exits_2_and_writes_nothing(tmp_path, teacher_checkpoint, capsys):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF....this is not a wave file" * 10)
+    out = tmp_path / "out.wav"
+    assert (
+        synthesize("--model", str(teacher_checkpoint), "--input", str(bad), "--out", str(out)) == 2
+    )
+    assert "bad.wav: not a readable audio file" in one_line_error(capsys)
+    assert not out.exists()
+
+
+def test_mel_with_wrong_n_mels_exits_2(tmp_path, teacher_checkpoint, capsys):
+    mel = tmp_path / "mel.npy"
+    np.save(mel, np.zeros((80, 5), dtype=np.float32))
+    out = tmp_path / "out.wav"
+    assert (
+        synthesize("--model", str(teacher_checkpoint), "--input", str(mel), "--out", str(out)) == 2
+    )
+    assert "expected a mel of shape (n_mels=8, frames), got (80, 5)" in one_line_error(capsys)
+    assert not out.exists()
+
+
+def test_one_bad_file_in_a_folder_writes_nothing(tmp_path, teacher_checkpoint, capsys):
+    inputs = tmp_path / "in"
+    write_tone(inputs / "good.wav")
+    np.save(inputs / "nan.npy", np.full((8, 4), np.nan, dtype=np.float32))
+    out = tmp_path / "out"
+    assert (
+        synthesize("--model", str(teacher_checkpoint), "--input", str(inputs), "--out", str(out))
+        == 2
+    )
+    assert "nan.npy" in one_line_error(capsys)
+    assert not out.exists()
+
+
+def test_unknown_speaker_and_bad_checkpoint_exit_2(tmp_path, teacher_checkpoint, capsys):
+    clip = write_tone(tmp_path / "tone.wav")
+    out = tmp_path / "out.wav"
+    args = ["--input", str(clip), "--out", str(out)]
+    assert synthesize("--model", str(teacher_checkpoint), *args, "--speaker", "carol") == 2
+    assert "unknown speaker 'carol'; known: alice, bob" in one_line_error(capsys)
+    (teacher_checkpoint / "model.safetensors").write_bytes(b"junk")
+    assert synthesize("--model", str(teacher_checkpoint), *args) == 2
+    assert "model.safetensors" in one_line_error(capsys)
+    assert not out.exists()
+
+
+def test_installed_command_runs_and_reports_errors(tmp_path, teacher_checkpoint):
+    clip = write_tone(tmp_path / "tone.wav")
+    out = tmp_path / "out.wav"
+    ok = subprocess.run(
+        [
+            str(WAVENET),
+            "synthesize",
+            "--model",
+            str(teacher_checkpoint),
+            "--input",
+            str(clip),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert soundfile.info(out).frames == 25 * 16
+    missing = subprocess.run(
+        [
+            str(WAVENET),
+            "synthesize",
+            "--model",
+            str(tmp_path / "none"),
+            "--input",
+            str(clip),
+            "--out",
+            str(tmp_path / "x.wav"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert missing.returncode == 2
+    assert missing.stderr.strip().count("\n") == 0 and "does not exist" in missing.stderr
+
+
+def test_info_reports_receptive_field(teacher_checkpoint, capsys):
+    assert main(["info", "--model", str(teacher_checkpoint)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["kind"] == "teacher" and summary["receptive_field"] == 15
+    assert summary["speakers"] == ["alice", "bob"] and summary["parameters"] > 0
