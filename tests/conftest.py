@@ -9,7 +9,7 @@ import pytest
 import soundfile
 import torch
 
-from wavenet import FeatureSpec, Teacher, TeacherConfig, save_model
+from wavenet import FeatureSpec, Student, StudentConfig, Teacher, TeacherConfig, save_model
 
 DATA = Path(__file__).parent / "data"
 
@@ -42,6 +42,34 @@ def tiny_teacher(seed: int = 0, spec: FeatureSpec | None = None, **overrides) ->
     """A randomly initialised tiny teacher in eval mode, reproducible from `seed`."""
     torch.manual_seed(seed)
     return Teacher(tiny_teacher_config(**overrides), spec or tiny_spec()).eval()
+
+
+def tiny_student_config(**overrides) -> StudentConfig:
+    """Two flows of three layers (dilations 1, 2, 4), 8 channels, no speakers."""
+    fields = dict(
+        flow_layers=[3, 3],
+        dilation_cycle=3,
+        residual_channels=8,
+        gate_channels=8,
+        skip_channels=8,
+        cond_channels=8,
+        speaker_dim=4,
+    )
+    return StudentConfig(**{**fields, **overrides})
+
+
+def tiny_student(
+    seed: int = 0, spec: FeatureSpec | None = None, randomise: bool = False, **overrides
+) -> Student:
+    """A tiny student in eval mode. Its output layers start at zero (each flow a fixed affine
+    map); `randomise` gives them random weights so that every flow depends on its input."""
+    torch.manual_seed(seed)
+    student = Student(tiny_student_config(**overrides), spec or tiny_spec()).eval()
+    if randomise:
+        with torch.no_grad():
+            for flow in student.flows:
+                flow.output.weight.normal_(0, 0.3)
+    return student
 
 
 def write_tone(path: Path, seconds: float = 0.05, sample_rate: int = 8000) -> Path:

@@ -148,3 +148,12 @@ def test_gradients_flow_through_the_teacher_input():
     teacher.forward_companded(companded, mel, SPEAKERS).logsumexp(dim=1).sum().backward()
     assert companded.grad.abs().sum() > 0
     assert all(p.grad is None for p in teacher.parameters())
+
+
+def test_every_parameter_is_trained_by_the_likelihood():
+    # Unused parameters would break DistributedDataParallel and waste memory.
+    teacher = tiny_teacher().train()
+    audio, mel = random_inputs(teacher.spec)
+    logits = teacher(audio, mel, SPEAKERS)
+    torch.nn.functional.cross_entropy(logits, mulaw.encode(audio)).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in teacher.parameters())

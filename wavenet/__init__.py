@@ -3,12 +3,15 @@
 from wavenet.checkpoint import load_model, save_model
 from wavenet.errors import AudioError, CheckpointError
 from wavenet.features import FeatureSpec
+from wavenet.student import Student, StudentConfig
 from wavenet.teacher import Teacher, TeacherConfig
 
 __all__ = [
     "AudioError",
     "CheckpointError",
     "FeatureSpec",
+    "Student",
+    "StudentConfig",
     "Teacher",
     "TeacherConfig",
     "load_model",

@@ -28,9 +28,10 @@ FORMAT_VERSION = 1
 
 def model_kinds() -> dict[str, tuple[type[nn.Module], type[BaseModel]]]:
     """Model classes by the `kind` written in config.json, with their config classes."""
+    from wavenet.student import Student, StudentConfig
     from wavenet.teacher import Teacher, TeacherConfig
 
-    return {"teacher": (Teacher, TeacherConfig)}
+    return {"teacher": (Teacher, TeacherConfig), "student": (Student, StudentConfig)}
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

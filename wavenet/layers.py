@@ -21,6 +21,7 @@ __all__ = [
     "ConditioningUpsampler",
     "ConvQueue",
     "GatedResidualBlock",
+    "add_conditioning",
     "receptive_field",
     "shift_right",
 ]
@@ -34,6 +35,27 @@ def receptive_field(kernel_size: int, dilations: Sequence[int]) -> int:
 def shift_right(x: torch.Tensor, steps: int = 1) -> torch.Tensor:
     """Delay a (B, C, T) sequence by `steps`, zero-filling the start: out[t] = x[t - steps]."""
     return F.pad(x, (steps, 0))[..., : x.shape[-1]]
+
+
+def add_conditioning(h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    """Add conditioning to a sequence, broadcasting it when it runs at a lower rate.
+
+    Args:
+        h (Tensor): Sequence (B, C, T).
+        cond (Tensor): (B, C, T), or (B, C, F) with T = F * r, held for r steps each
+            (frame-rate conditioning added without materialising its upsampled copy).
+
+    Returns:
+        Tensor: (B, C, T).
+    """
+    if cond.shape[-1] == h.shape[-1]:
+        return h + cond
+    batch, channels, length = h.shape
+    frames = cond.shape[-1]
+    if length % frames:
+        raise ValueError(f"{length} steps cannot hold {frames} conditioning frames evenly")
+    held = h.view(batch, channels, frames, length // frames) + cond.unsqueeze(-1)
+    return held.view(batch, channels, length)
 
 
 @dataclass
@@ -108,6 +130,8 @@ class GatedResidualBlock(nn.Module):
         skip_channels (int): Channels of the skip output.
         kernel_size (int): Taps of the dilated convolution.
         dilation (int): Dilation of the convolution.
+        residual (bool): False for the last block of a stack, whose residual output nothing
+            reads: it then has no residual projection (no unused parameters).
     """
 
     def __init__(
@@ -117,10 +141,11 @@ class GatedResidualBlock(nn.Module):
         skip_channels: int,
         kernel_size: int,
         dilation: int,
+        residual: bool = True,
     ):
         super().__init__()
         self.conv = CausalConv1d(residual_channels, 2 * gate_channels, kernel_size, dilation)
-        self.residual = nn.Conv1d(gate_channels, residual_channels, 1)
+        self.residual = nn.Conv1d(gate_channels, residual_channels, 1) if residual else None
         self.skip = nn.Conv1d(gate_channels, skip_channels, 1)
 
     def forward(
@@ -133,7 +158,8 @@ class GatedResidualBlock(nn.Module):
 
         Args:
             x (Tensor): Residual stream (B, residual_channels, T); T = 1 with a queue.
-            cond (Tensor | None): Projected conditioning (B, 2 * gate_channels, T) or (..., 1).
+            cond (Tensor | None): Projected conditioning (B, 2 * gate_channels, T), or at a
+                lower rate (B, 2 * gate_channels, F) to be held for T / F steps each.
             queue (ConvQueue | None): Past inputs of the dilated conv, for one-step mode.
 
         Returns:
@@ -141,9 +167,11 @@ class GatedResidualBlock(nn.Module):
         """
         h = self.conv(x) if queue is None else self.conv.step(x, queue)
         if cond is not None:
-            h = h + cond
+            h = add_conditioning(h, cond)
         filt, gate = h.chunk(2, dim=1)
         z = torch.tanh(filt) * torch.sigmoid(gate)
+        if self.residual is None:
+            return x, self.skip(z)
         # sqrt(1/2) keeps the residual stream's variance from growing with depth.
         return (x + self.residual(z)) * math.sqrt(0.5), self.skip(z)
 
@@ -209,6 +237,8 @@ class Conditioner(nn.Module):
         encoder_kernel_size (int): Their kernel size (odd; centred, looks ahead and back).
         n_speakers (int): Speakers known to the model; 0 for a single-speaker model.
         speaker_dim (int): Size of the speaker embedding.
+        interpolate (bool): Whether `upsample` is used (False when the model adds the
+            frame-rate conditioning by holding each frame for hop samples).
     """
 
     def __init__(
@@ -221,6 +251,7 @@ class Conditioner(nn.Module):
         encoder_kernel_size: int = 3,
         n_speakers: int = 0,
         speaker_dim: int = 16,
+        interpolate: bool = True,
     ):
         super().__init__()
         if encoder_kernel_size % 2 != 1:
@@ -234,7 +265,7 @@ class Conditioner(nn.Module):
             channels = hidden_channels
         self.encoder = nn.Sequential(*encoder)
         self.projection = nn.Conv1d(channels, out_channels, 1)
-        self.upsampler = ConditioningUpsampler(hop_length)
+        self.upsampler = ConditioningUpsampler(hop_length) if interpolate else None
         self.speaker_embedding = nn.Embedding(n_speakers, speaker_dim) if n_speakers else None
         self.speaker_projection = nn.Linear(speaker_dim, out_channels) if n_speakers else None
         self.n_speakers = n_speakers
@@ -265,6 +296,8 @@ class Conditioner(nn.Module):
         stop: int | None = None,
     ) -> torch.Tensor:
         """Sample-rate conditioning for frames [start, stop): (B, out_channels, samples)."""
+        if self.upsampler is None:
+            raise RuntimeError("this conditioner was built without an upsampler")
         cond = self.upsampler(frames, start, stop)
         return cond if bias is None else cond + bias
 

@@ -93,11 +93,17 @@ class Teacher(nn.Module):
             speaker_dim=config.speaker_dim,
         )
         self.input = nn.Conv1d(1, config.residual_channels, 1)
+        last = config.layers - 1
         self.blocks = nn.ModuleList(
             GatedResidualBlock(
-                config.residual_channels, gate, config.skip_channels, config.kernel_size, dilation
+                config.residual_channels,
+                gate,
+                config.skip_channels,
+                config.kernel_size,
+                dilation,
+                residual=index < last,
             )
-            for dilation in config.dilations
+            for index, dilation in enumerate(config.dilations)
         )
         self.head = nn.Sequential(
             nn.ReLU(),
