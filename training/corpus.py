@@ -139,8 +139,10 @@ def build_corpus(
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise CorpusError(f"{out}: exists and is not empty; choose a new folder")
-    if minutes <= 0 or (max_utterances is not None and max_utterances <= 0):
-        raise CorpusError("--minutes and --utterances must be positive")
+    if minutes <= 0 or (max_utterances is not None and max_utterances <= 0) or workers < 1:
+        raise CorpusError("--minutes, --utterances and --workers must be positive")
+    if not sentences or not voices:
+        raise CorpusError("no sentences or no voices to synthesise")
     out.mkdir(parents=True, exist_ok=True)
     order = list(sentences)
     random.Random(seed).shuffle(order)
@@ -149,23 +151,28 @@ def build_corpus(
         problem = _check_voice(voice)
         if problem:
             schedule.drop(voice, problem)
+    _synthesize_all(schedule, out, sample_rate, workers)
+    if not schedule.summary.rows:
+        reasons = "; ".join(f"{name}: {why}" for name, why in schedule.summary.failures.items())
+        raise CorpusError(f"no voice produced any audio ({reasons})")
+    _write_manifest(out / "manifest.csv", schedule.summary.rows)
+    return schedule.summary
+
+
+def _synthesize_all(schedule: _Schedule, out: Path, sample_rate: int, workers: int) -> None:
+    """Run the schedule's jobs, at most `workers` at once, recording each as it finishes."""
     with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(unit="utt", leave=False) as bar:
         running: set[Future] = set()
         while True:
             while len(running) < workers and (job := schedule.next_job()):
                 running.add(pool.submit(_synthesize, job, out, sample_rate))
             if not running:
-                break
+                return
             finished, running = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 job, rows, problem = future.result()
                 schedule.record(job, rows, problem)
                 bar.update(len(rows))
-    if not schedule.summary.rows:
-        reasons = "; ".join(f"{name}: {why}" for name, why in schedule.summary.failures.items())
-        raise CorpusError(f"no voice produced any audio ({reasons})")
-    _write_manifest(out / "manifest.csv", schedule.summary.rows)
-    return schedule.summary
 
 
 class _Schedule:
@@ -241,7 +248,6 @@ def _synthesize(job: _Job, out: Path, sample_rate: int) -> tuple[_Job, list, str
     """Synthesise one job; returns the rows written and, if the voice failed, why."""
     rows = []
     speaker_dir = out / job.voice.name
-    speaker_dir.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="corpus-") as temp:
         raw = [Path(temp) / f"{utt_id}.wav" for utt_id, _ in job.utterances]
         try:
@@ -252,6 +258,7 @@ def _synthesize(job: _Job, out: Path, sample_rate: int) -> tuple[_Job, list, str
                 _run(["festival", "-b", _festival_script(job, raw, Path(temp))])
             for (utt_id, text), path in zip(job.utterances, raw, strict=True):
                 audio = load_audio(path, sample_rate)
+                speaker_dir.mkdir(exist_ok=True)  # only now: a failing voice leaves no folder
                 save_audio(speaker_dir / f"{utt_id}.wav", audio, sample_rate)
                 (speaker_dir / f"{utt_id}.txt").write_text(text + "\n", encoding="utf-8")
                 seconds = round(audio.numel() / sample_rate, 3)

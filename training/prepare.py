@@ -107,11 +107,13 @@ def prepare(
         except _Dropped as reason:
             dropped.append({"source": source.relative, "reason": str(reason)})
     if not kept:
-        raise DatasetError(f"{data}: none of {len(sources)} audio file(s) could be used")
+        reasons = "; ".join(f"{d['source']}: {d['reason']}" for d in dropped[:3])
+        raise DatasetError(
+            f"{data}: none of {len(sources)} audio file(s) could be used ({reasons})"
+        )
     speakers = sorted({source.speaker for source, _ in kept})
-    val_ids = held_out_ids(
-        [(s.utt_id, s.speaker) for s, _ in kept], config.val_fraction, config.seed
-    )
+    utterances = [(source.utt_id, source.speaker) for source, _ in kept]
+    val_ids = held_out_ids(utterances, config.val_fraction, config.seed)
     entries = [_entry(source, samples, config.spec, speakers, val_ids) for source, samples in kept]
     report = PrepareReport(
         data=str(data.resolve()),
@@ -128,8 +130,9 @@ def prepare(
     return report
 
 
-def print_report(report: PrepareReport, file=sys.stdout) -> None:
-    """One summary line, then one line per dropped file with its reason."""
+def print_report(report: PrepareReport, file=None) -> None:
+    """One summary line, then one line per dropped file with its reason (to stdout by default)."""
+    file = file or sys.stdout
     print(
         f"kept {report.kept} utterance(s) ({report.seconds / 60:.1f} min, "
         f"{len(report.speakers)} speaker(s), train {report.train}, val {report.val}); "
