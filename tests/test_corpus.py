@@ -140,3 +140,14 @@ def test_a_failing_voice_is_reported_and_skipped(tmp_path):
     rows = _check_corpus_folder(tmp_path / "c", 16000)
     assert [row["speaker"] for row in rows] == ["kal16", "kal16"]
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["kal16", "manifest.csv"]
+
+
+@needs_festival
+def test_festival_voices_including_32_khz_hts_come_out_at_the_target_rate(tmp_path):
+    voices = [VOICES["kal_diphone"], VOICES["slt_hts"]]
+    summary = build_corpus(
+        tmp_path / "c", voices, ["Good morning."], max_utterances=2, sample_rate=22050
+    )
+    assert summary.failures == {}
+    rows = _check_corpus_folder(tmp_path / "c", 22050)
+    assert sorted(row["speaker"] for row in rows) == ["kal_diphone", "slt_hts"]

@@ -82,6 +82,7 @@ def test_ljspeech_layout(tmp_path):
         shutil.copy(wav, data / "wavs" / f"LJ001-000{number}.wav")
         lines.append(f"LJ001-000{number}|Text no. {number}|Text number {number}")
     lines.append("LJ001-0009|Listed|but missing")
+    shutil.copy(FIXTURE_WAVS[3], data / "wavs" / "LJ001-0010.wav")  # not in metadata.csv
     (data / "metadata.csv").write_text("\n".join(lines) + "\n")
     report = prepare(data, tmp_path / "out")
     _, speakers, entries = read_manifest(tmp_path / "out")
@@ -89,8 +90,10 @@ def test_ljspeech_layout(tmp_path):
     assert [(e.id, e.text) for e in entries] == [
         (f"LJ001-000{n}", f"Text number {n}") for n in (1, 2, 3)
     ]
-    assert [d["source"] for d in report.dropped_files] == ["wavs/LJ001-0009.wav"]
-    assert "no audio file" in report.dropped_files[0]["reason"]
+    reasons = {d["source"]: d["reason"] for d in report.dropped_files}
+    assert set(reasons) == {"wavs/LJ001-0009.wav", "wavs/LJ001-0010.wav"}
+    assert "no audio file" in reasons["wavs/LJ001-0009.wav"]
+    assert "not listed" in reasons["wavs/LJ001-0010.wav"]
 
 
 def test_plain_folder_of_wav_flac_ogg_is_one_speaker(tmp_path):

@@ -137,7 +137,7 @@ def build_corpus(
         CorpusError: if OUT is not empty, nothing is asked for, or no voice works at all.
     """
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise CorpusError(f"{out}: exists and is not empty; choose a new folder")
     if minutes <= 0 or (max_utterances is not None and max_utterances <= 0) or workers < 1:
         raise CorpusError("--minutes, --utterances and --workers must be positive")

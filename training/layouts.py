@@ -3,6 +3,7 @@
 Three layouts are recognised, in this order:
 - ljspeech: `metadata.csv` (`id|text|normalized text`) and `wavs/<id>.wav`; one speaker named
   after the folder; the normalized text (or the text when it is missing) is the transcript.
+  Audio in `wavs/` that metadata.csv does not list is reported, not used.
 - vctk: one sub-folder per speaker holding audio files (searched recursively), each with an
   optional transcript `<stem>.txt` beside it. `wavenet corpus` writes this layout. Audio files
   directly in the top folder belong to a speaker named after the folder.
@@ -86,6 +87,11 @@ def _ljspeech(data: Path) -> tuple[list[tuple[Path, str, str | None]], list[dict
             dropped.append({"source": f"wavs/{stem}.wav", "reason": reason})
         else:
             found.append((path, _name(data), text or None))
+    listed = {path for path, _, _ in found}
+    for path in _audio_files((data / "wavs").iterdir()):
+        if path not in listed:
+            reason = "not listed in metadata.csv"
+            dropped.append({"source": path.relative_to(data).as_posix(), "reason": reason})
     return found, dropped
 
 
