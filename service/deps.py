@@ -1,0 +1,49 @@
+"""Dependencies shared by the routes: the running model, and the optional API key."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException
+
+from service.runtime import Runtime
+from service.settings import Settings
+
+__all__ = ["ApiKey", "RuntimeDep", "SettingsDep", "get_runtime", "require_api_key"]
+
+_bearer = HTTPBearer(auto_error=False, description="The API key, when the service has one.")
+
+
+def get_settings(request: Request) -> Settings:
+    """The app's settings."""
+    return request.app.state.settings
+
+
+def get_runtime(request: Request) -> Runtime:
+    """The loaded model and its worker; 503 while the service is starting or stopping."""
+    runtime = getattr(request.app.state, "runtime", None)
+    if runtime is None:
+        raise HTTPException(503, "the model is not loaded yet", headers={"Retry-After": "1"})
+    return runtime
+
+
+def require_api_key(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """401 unless the request carries `Authorization: Bearer <key>` (when a key is set)."""
+    key = request.app.state.settings.api_key
+    if key is None:
+        return
+    given = credentials.credentials if credentials is not None else ""
+    # compare_digest takes as long for a near miss as for a far one.
+    if not hmac.compare_digest(given.encode(), key.get_secret_value().encode()):
+        raise HTTPException(401, "missing or wrong API key", headers={"WWW-Authenticate": "Bearer"})
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ApiKey = Depends(require_api_key)

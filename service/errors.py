@@ -1,0 +1,68 @@
+"""Every error the service returns is JSON `{"detail": "<what was wrong>"}`.
+
+Bad input gets a 4xx that says what to fix; a full queue gets 503 with Retry-After; anything
+unexpected gets a 500 without internals, and the traceback goes to the log.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from service.audio_codec import UploadError
+from service.inputs import InputError, validation_message
+from service.jobs import QueueFullError
+
+__all__ = ["BodyTooLarge", "install_error_handlers"]
+
+log = logging.getLogger(__name__)
+
+
+class BodyTooLarge(HTTPException):
+    """The request body is over the limit (an HTTPException, so body parsers pass it on)."""
+
+    def __init__(self, limit: int):
+        super().__init__(413, f"the request body is larger than the limit of {limit} bytes")
+
+
+def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
+    return _error(error.status_code, str(error.detail), error.headers)
+
+
+async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+    return _error(422, validation_message(list(error.errors())))
+
+
+async def _input_error(request: Request, error: InputError | UploadError) -> JSONResponse:
+    return _error(error.status, str(error))
+
+
+async def _queue_full(request: Request, error: QueueFullError) -> JSONResponse:
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.rejected.inc()
+    retry_after = str(request.app.state.settings.retry_after_s)
+    return _error(503, f"{error}; retry later", {"Retry-After": retry_after})
+
+
+async def _internal_error(request: Request, error: Exception) -> JSONResponse:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
+    return _error(500, "internal error; see the service log")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the JSON error responses on `app`."""
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(InputError, _input_error)
+    app.add_exception_handler(UploadError, _input_error)
+    app.add_exception_handler(QueueFullError, _queue_full)
+    app.add_exception_handler(Exception, _internal_error)

@@ -1,0 +1,118 @@
+"""From a checked mel to an audio response: queue the job, wait, encode, add headers.
+
+Every audio response carries X-Sample-Rate, X-Audio-Seconds and X-Inference-Ms (model time
+of the request's batch; for a stream, the time until its first chunk was ready) and
+X-Queue-Ms (time spent waiting for the worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from service.audio_codec import (
+    MEDIA_TYPES,
+    STREAMABLE_FORMATS,
+    encode_audio,
+    encode_samples,
+    stream_header,
+)
+from service.bridge import ChunkStream, ClientGone, unless_disconnected, wait_for_disconnect
+from service.inputs import InputError, Synthesis
+from service.jobs import Job
+from service.runtime import Runtime
+
+__all__ = ["AUDIO_RESPONSES", "synthesize"]
+
+# Status a client that went away gets logged with (nginx's "client closed request").
+CLIENT_CLOSED_REQUEST = 499
+
+AUDIO_RESPONSES: dict = {
+    200: {
+        "description": "The audio, in the requested format.",
+        "content": {media_type: {} for media_type in MEDIA_TYPES.values()},
+    },
+    401: {"description": "Missing or wrong API key."},
+    413: {"description": "Body or audio over the service's limits."},
+    415: {"description": "Unsupported Content-Type or unreadable upload."},
+    422: {"description": "Input the model cannot take; the detail says why."},
+    503: {"description": "The queue is full; retry after Retry-After seconds."},
+}
+
+
+async def synthesize(request: Request, runtime: Runtime, synthesis: Synthesis) -> Response:
+    """Run `synthesis` on the worker and answer with its audio."""
+    if synthesis.stream and synthesis.format not in STREAMABLE_FORMATS:
+        raise InputError(
+            f"format {synthesis.format!r} cannot be streamed; "
+            f"stream one of {', '.join(STREAMABLE_FORMATS)}"
+        )
+    if synthesis.stream:
+        return await _stream(request, runtime, synthesis)
+    job = Job(synthesis.mel, synthesis.speaker, synthesis.temperature, synthesis.seed)
+    runtime.worker.submit(job)
+    try:
+        result = await unless_disconnected(
+            asyncio.wrap_future(job.future), wait_for_disconnect(request.receive)
+        )
+    except ClientGone:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    rate = runtime.sample_rate
+    body = await run_in_threadpool(encode_audio, result.audio, rate, synthesis.format)
+    headers = _headers(result.audio.numel(), rate, result.inference_s, result.queue_s)
+    return Response(body, media_type=MEDIA_TYPES[synthesis.format], headers=headers)
+
+
+async def _stream(request: Request, runtime: Runtime, synthesis: Synthesis) -> Response:
+    """Answer once the first chunk is ready (so failures still get a status), then stream."""
+    chunks = ChunkStream()
+    job = Job(
+        synthesis.mel,
+        synthesis.speaker,
+        synthesis.temperature,
+        synthesis.seed,
+        on_chunk=chunks.put,
+    )
+    runtime.worker.submit(job)
+    chunks.follow(job.future)
+    try:
+        first = await unless_disconnected(chunks.next(), wait_for_disconnect(request.receive))
+    except ClientGone:
+        job.future.cancel()
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    except BaseException:
+        job.future.cancel()
+        raise
+    if first is None:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    waited = time.perf_counter() - job.enqueued_at
+    fmt, rate = synthesis.format, runtime.sample_rate
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield stream_header(rate, fmt) + encode_samples(first, fmt)
+            while (chunk := await chunks.next()) is not None:
+                yield encode_samples(chunk, fmt)
+        finally:
+            # A no-op once the job is done; drops it if the client left mid-stream.
+            job.future.cancel()
+
+    samples = runtime.model.spec.samples_for(synthesis.mel.shape[-1])
+    headers = _headers(samples, rate, waited, None)
+    return StreamingResponse(body(), media_type=MEDIA_TYPES[fmt], headers=headers)
+
+
+def _headers(samples: int, rate: int, inference_s: float, queue_s: float | None) -> dict:
+    headers = {
+        "X-Sample-Rate": str(rate),
+        "X-Audio-Seconds": f"{samples / rate:.6f}",
+        "X-Inference-Ms": f"{inference_s * 1000:.1f}",
+    }
+    if queue_s is not None:
+        headers["X-Queue-Ms"] = f"{queue_s * 1000:.1f}"
+    return headers

@@ -1,0 +1,95 @@
+"""POST /v1/vocode (features to audio) and POST /v1/resynthesize (audio file to audio)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from service.audio_codec import AudioFormat
+from service.deps import ApiKey, RuntimeDep, SettingsDep
+from service.inputs import upload_synthesis, vocode_synthesis
+from service.responses import AUDIO_RESPONSES, synthesize
+from service.schemas import MAX_SEED, MAX_TEMPERATURE, SynthesisQuery
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["synthesis"], dependencies=[ApiKey])
+
+# The body is read by the route itself (JSON or .npy), so its schema is declared here.
+VOCODE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/VocodeRequest"}},
+            "application/x-npy": {
+                "schema": {
+                    "type": "string",
+                    "format": "binary",
+                    "description": "A .npy float array (n_mels, frames); options in the query.",
+                }
+            },
+        },
+    }
+}
+
+
+@router.post(
+    "/vocode",
+    response_class=Response,
+    responses=AUDIO_RESPONSES,
+    openapi_extra=VOCODE_BODY,
+    summary="Vocode log-mel features into audio",
+)
+async def vocode(
+    request: Request,
+    runtime: RuntimeDep,
+    settings: SettingsDep,
+    query: Annotated[SynthesisQuery, Query()],
+) -> Response:
+    """Audio for a mel sent as JSON (`VocodeRequest`) or as an application/x-npy body."""
+    body = await request.body()
+    synthesis = await run_in_threadpool(
+        vocode_synthesis,
+        body,
+        request.headers.get("content-type", ""),
+        query,
+        runtime.model.spec,
+        runtime.info.speakers,
+        settings.max_frames,
+    )
+    return await synthesize(request, runtime, synthesis)
+
+
+@router.post(
+    "/resynthesize",
+    response_class=Response,
+    responses=AUDIO_RESPONSES,
+    summary="Resynthesize an audio file through the model (copy synthesis)",
+)
+async def resynthesize(
+    request: Request,
+    runtime: RuntimeDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="A wav, flac or ogg file.")],
+    speaker: Annotated[str | None, Form(description="Speaker id or name.")] = None,
+    audio_format: Annotated[AudioFormat, Form(alias="format")] = "wav",
+    temperature: Annotated[float, Form(ge=0, le=MAX_TEMPERATURE)] = 1.0,
+    seed: Annotated[int | None, Form(ge=0, le=MAX_SEED)] = None,
+    stream: Annotated[bool, Query(description="Send chunks as they are made.")] = False,
+) -> Response:
+    """Audio made from the features of the uploaded file (the model's FeatureSpec)."""
+    data = await file.read()
+    options = SynthesisQuery(
+        speaker=speaker, format=audio_format, temperature=temperature, seed=seed, stream=stream
+    )
+    synthesis = await run_in_threadpool(
+        upload_synthesis,
+        data,
+        options,
+        runtime.model.spec,
+        runtime.info.speakers,
+        settings.max_frames,
+    )
+    return await synthesize(request, runtime, synthesis)

@@ -1,0 +1,97 @@
+"""JSON bodies of the HTTP API (requests and responses)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.audio_codec import AudioFormat
+from wavenet.features import FeatureSpec
+
+__all__ = [
+    "MAX_SEED",
+    "MAX_TEMPERATURE",
+    "ErrorBody",
+    "Health",
+    "MelArray",
+    "ModelInfo",
+    "ModelList",
+    "SynthesisQuery",
+    "VocodeRequest",
+]
+
+MAX_TEMPERATURE = 10.0
+MAX_SEED = 2**63 - 1
+
+
+class MelArray(BaseModel):
+    """A mel as base64 of little-endian float32 values in C order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    b64: str = Field(description="base64 of n_mels * frames little-endian float32 values.")
+    shape: tuple[int, int] = Field(description="[n_mels, frames].")
+
+
+class VocodeRequest(BaseModel):
+    """Features to vocode, with options. Options left out fall back to the query string."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mel: list[list[float]] | MelArray = Field(
+        description="Log-mel frames: a list of frames of n_mels values each "
+        "(frames x n_mels), or {b64, shape: [n_mels, frames]}."
+    )
+    speaker: int | str | None = Field(
+        None, description="Speaker id or name (multi-speaker models)."
+    )
+    format: AudioFormat | None = Field(None, description="Output format (default wav).")
+    temperature: float | None = Field(
+        None, ge=0, le=MAX_TEMPERATURE, description="Sampling temperature; 0 is deterministic."
+    )
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Seed for reproducible sampling.")
+
+
+class SynthesisQuery(BaseModel):
+    """Query options of the synthesis routes (for a JSON body, the body's own win)."""
+
+    speaker: str | None = Field(None, description="Speaker id or name (multi-speaker models).")
+    format: AudioFormat = Field("wav", description="Output format.")
+    temperature: float = Field(
+        1.0, ge=0, le=MAX_TEMPERATURE, description="Sampling temperature; 0 is deterministic."
+    )
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Seed for reproducible sampling.")
+    stream: bool = Field(False, description="Send the audio in chunks as it is made.")
+
+
+class ModelInfo(BaseModel):
+    """The served model."""
+
+    name: str = Field(description="Name of the checkpoint directory.")
+    kind: str = Field(description="student or teacher.")
+    sample_rate: int = Field(description="Sample rate of the audio it makes, in Hz.")
+    spec: FeatureSpec = Field(description="How audio becomes the features it takes.")
+    speakers: list[str] = Field(description="Speaker names; the index is the id.")
+    receptive_field: int = Field(description="Past samples one output sample depends on.")
+    parameters: int = Field(description="Number of parameters.")
+    device: str = Field(description="Device it runs on.")
+    max_frames: int = Field(description="Most mel frames one request may ask for.")
+    formats: list[str] = Field(description="Output formats.")
+
+
+class ModelList(BaseModel):
+    """Models this service serves."""
+
+    models: list[ModelInfo]
+
+
+class Health(BaseModel):
+    """Liveness or readiness."""
+
+    status: str
+    detail: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error response: a message that says what was wrong."""
+
+    detail: str

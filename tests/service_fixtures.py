@@ -1,0 +1,115 @@
+"""Helpers shared by the service tests: a tiny served checkpoint, clients, a real server."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+import uvicorn
+from conftest import tiny_teacher
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from service.audio_codec import to_pcm16
+from service.settings import Settings
+from wavenet import load_model, save_model
+
+# Two layers: each generated sample costs about a millisecond on a busy CPU.
+SERVED_MODEL = dict(layers=2, dilation_cycle=2)
+N_MELS = 8
+HOP = 16
+SAMPLE_RATE = 8000
+
+
+def save_served_checkpoint(directory: Path) -> Path:
+    """A tiny two-speaker teacher checkpoint (8 kHz, hop 16, 8 mels); test modules save one
+    with a module-scoped `checkpoint` fixture."""
+    return save_model(tiny_teacher(seed=3, **SERVED_MODEL), directory)
+
+
+def service_settings(checkpoint: Path, **overrides) -> Settings:
+    """Settings for tests: CPU, small limits, short waits; `overrides` replace any field."""
+    fields = dict(
+        model=checkpoint,
+        device="cpu",
+        max_frames=32,
+        warmup_frames=2,
+        batch_wait_ms=2.0,
+        stream_chunk_frames=2,
+        torch_threads=1,
+    )
+    return Settings(**{**fields, **overrides})
+
+
+def wait_until(condition, timeout: float = 10.0, message: str = "condition") -> None:
+    """Poll `condition()` until it is true; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {message}")
+        time.sleep(0.01)
+
+
+@contextlib.contextmanager
+def running_client(app: FastAPI, **client_options) -> Iterator[TestClient]:
+    """A TestClient with the app started and warmed up (/readyz 200)."""
+    with TestClient(app, **client_options) as client:
+        wait_until(lambda: client.get("/readyz").status_code == 200, message="/readyz")
+        yield client
+
+
+@contextlib.contextmanager
+def running_server(app: FastAPI) -> Iterator[str]:
+    """Serve `app` with uvicorn on a free local port in a thread; yields its base URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, message="uvicorn to start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def random_mel(frames: int, seed: int = 0) -> torch.Tensor:
+    """A reproducible log-mel-like input (n_mels, frames)."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(N_MELS, frames, generator=generator) - 4.0
+
+
+def mel_json(mel: torch.Tensor) -> list[list[float]]:
+    """A mel (n_mels, frames) as the API's JSON rows (frames x n_mels)."""
+    return mel.T.tolist()
+
+
+def reference_pcm16(checkpoint: Path, mel: torch.Tensor, speaker: int | None) -> np.ndarray:
+    """What the served model makes for `mel` alone at temperature 0, as int16 samples."""
+    model = load_model(checkpoint)
+    speakers = None if speaker is None else torch.tensor([speaker])
+    return to_pcm16(model.generate(mel.unsqueeze(0), speakers, temperature=0.0)[0])
+
+
+def decode_wav(data: bytes) -> tuple[np.ndarray, int]:
+    """int16 samples and sample rate of a WAV body, read by libsndfile."""
+    samples, rate = soundfile.read(io.BytesIO(data), dtype="int16")
+    return samples, rate
+
+
+def metric_value(text: str, name: str) -> float:
+    """The value of the unlabelled sample `name` in a Prometheus exposition."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
