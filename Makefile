@@ -29,7 +29,7 @@ system-packages:
 # Re-installs only when the dependency list or this file changes.
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH_PINS) 2>&1 | { grep -v "is ignored" || true; }
+	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH_PINS) numpy 2>&1 | { grep -v "is ignored" || true; }
 	$(BIN)/python -c "import torch, torchaudio"
 	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[$(EXTRAS)]" $(TORCH_PINS) 2>&1 | { grep -v "is ignored" || true; }
 	$(BIN)/python -c "import wavenet"
