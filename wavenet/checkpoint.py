@@ -28,10 +28,15 @@ FORMAT_VERSION = 1
 
 def model_kinds() -> dict[str, tuple[type[nn.Module], type[BaseModel]]]:
     """Model classes by the `kind` written in config.json, with their config classes."""
+    from wavenet.classifier import Classifier, ClassifierConfig
     from wavenet.student import Student, StudentConfig
     from wavenet.teacher import Teacher, TeacherConfig
 
-    return {"teacher": (Teacher, TeacherConfig), "student": (Student, StudentConfig)}
+    return {
+        "teacher": (Teacher, TeacherConfig),
+        "student": (Student, StudentConfig),
+        "classifier": (Classifier, ClassifierConfig),
+    }
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
