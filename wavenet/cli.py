@@ -94,6 +94,32 @@ def _prepare(args: argparse.Namespace) -> None:
     print_report(prepare(args.data, args.out, args.config, args.val_fraction, args.seed))
 
 
+def _train_teacher(args: argparse.Namespace) -> None:
+    import os
+
+    from training.train_teacher import train_teacher
+
+    device = resolve_device(args.device)
+    model = train_teacher(args.data, args.out, args.config, args.steps, args.resume, device)
+    if os.environ.get("RANK", "0") == "0":
+        print(f"teacher (EMA weights) saved to {model}", file=sys.stderr)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from training.evaluate import evaluate, markdown_table
+
+    report = evaluate(
+        args.model,
+        args.data,
+        args.out,
+        max_seconds=args.max_seconds,
+        clips=args.clips,
+        device=resolve_device(args.device),
+    )
+    print(markdown_table(report))
+    print(f"report written to {args.out}", file=sys.stderr)
+
+
 def _add_synthesize(commands) -> None:
     synth = commands.add_parser(
         "synthesize",
@@ -158,8 +184,85 @@ def _add_prepare(commands) -> None:
     prep.set_defaults(handler=_prepare)
 
 
+def _add_train_teacher(commands) -> None:
+    train = commands.add_parser(
+        "train-teacher",
+        help="train the WaveNet teacher on a prepared corpus",
+        description="Maximum-likelihood training on random crops of a folder written by "
+        "`wavenet prepare`. Under `torchrun --nproc_per_node N` it trains with DDP. RUN gets "
+        "config.yaml, metrics.jsonl, tensorboard/, checkpoint/ (to resume) and model/ (the "
+        "EMA teacher).",
+    )
+    train.add_argument("--data", required=True, help="prepared corpus folder")
+    train.add_argument("--out", required=True, help="run folder")
+    train.add_argument("--config", help="YAML TeacherTrainConfig (default: built-in defaults)")
+    train.add_argument("--steps", type=int, help="total training steps (overrides the config)")
+    train.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint")
+    train.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    train.set_defaults(handler=_train_teacher)
+
+
+def _add_evaluate(commands) -> None:
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="held-out NLL and copy-synthesis scores, with a Griffin-Lim baseline row",
+        description="Score a model on the held-out utterances of a prepared corpus (or on the "
+        "audio files of a folder): teacher NLL in bits per sample, and log-mel L1, "
+        "multi-resolution STFT distance, PESQ (16 kHz) and STOI of copy synthesis and of "
+        "Griffin-Lim from the same mels. Writes a JSON report and prints a markdown table.",
+    )
+    evaluate.add_argument("--model", required=True, help="checkpoint directory")
+    evaluate.add_argument("--data", required=True, help="prepared corpus or folder of audio")
+    evaluate.add_argument("--out", required=True, help="report .json file")
+    evaluate.add_argument(
+        "--max-seconds", type=float, default=120.0, help="time budget for sampling clips"
+    )
+    evaluate.add_argument("--clips", type=int, default=3, help="held-out clips to synthesise")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    evaluate.set_defaults(handler=_evaluate)
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from training.bench import run
+
+    run(args)
+
+
+def _add_bench(commands) -> None:
+    bench = commands.add_parser(
+        "bench",
+        help="measure student and teacher generation speed on this machine",
+        description="Real-time factor of student generation (batch 1, from mel) per layout, "
+        "FLOPs per sample against the measured matmul peak, and the teacher's incremental "
+        "samples per second, all in one run.",
+    )
+    bench.add_argument(
+        "--student",
+        nargs="+",
+        default=["student_cpu.yaml", "student.yaml"],
+        help="distillation configs (their `model` section is the layout); bare names are "
+        "looked up among the shipped configs",
+    )
+    bench.add_argument("--teacher", default="teacher.yaml", help="teacher training config")
+    bench.add_argument("--seconds", type=float, default=10.0, help="audio per student run")
+    bench.add_argument("--teacher-frames", type=int, default=4, help="frames per teacher run")
+    bench.add_argument("--repeats", type=int, default=3)
+    bench.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    bench.add_argument("--out", help="also write the report as JSON here")
+    bench.set_defaults(handler=_bench)
+
+
 # One entry per subcommand, in the order `wavenet --help` lists them.
-SUBCOMMANDS = [_add_synthesize, _add_info, _add_serve, _add_corpus, _add_prepare]
+SUBCOMMANDS = [
+    _add_synthesize,
+    _add_info,
+    _add_serve,
+    _add_corpus,
+    _add_prepare,
+    _add_train_teacher,
+    _add_evaluate,
+    _add_bench,
+]
 
 
 def get_parser() -> argparse.ArgumentParser:
