@@ -90,3 +90,14 @@ def write_tone(path: Path, seconds: float = 0.05, sample_rate: int = 8000) -> Pa
 def teacher_checkpoint(tmp_path: Path) -> Path:
     """A saved tiny teacher, as a checkpoint directory."""
     return save_model(tiny_teacher(), tmp_path / "teacher")
+
+
+@pytest.fixture(scope="session")
+def prepared_corpus(tmp_path_factory) -> Path:
+    """tests/data/corpus through the real `wavenet prepare`, once per session; a quarter held
+    out. Tests read it and must not change it."""
+    from training.prepare import prepare
+
+    out = tmp_path_factory.mktemp("prepared") / "corpus"
+    prepare(DATA / "corpus", out, val_fraction=0.25)
+    return out

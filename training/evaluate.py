@@ -1,0 +1,228 @@
+"""Evaluation (`wavenet evaluate`): held-out NLL, and copy synthesis against a Griffin-Lim row.
+
+Copy synthesis vocodes the real mels of a few held-out clips and scores the audio against
+the real waveform. Teacher sampling takes one network step per sample, so all clips are
+sampled together in one zero-padded batch, and sampling stops when `max_seconds` is spent;
+each clip is then scored over the part that was made. Griffin-Lim (32 iterations) inverts the
+same mel frames, so every report carries its own baseline.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training import metrics
+from training.dataset import crop, load_prepared
+from training.dataset_format import DatasetError
+from training.sampling import vocode
+from wavenet.audio import AUDIO_SUFFIXES, load_audio
+from wavenet.checkpoint import atomic_write_bytes, load_model
+from wavenet.features import FeatureSpec
+
+__all__ = ["Clip", "evaluate", "griffin_lim", "markdown_table", "score"]
+
+GRIFFIN_LIM_ITERATIONS = 32
+COLUMNS = (
+    ("nll_bits_per_sample", "NLL (bits/sample)"),
+    ("log_mel_l1", "log-mel L1"),
+    ("mrstft", "MR-STFT"),
+    ("pesq_wb", "PESQ-WB"),
+    ("stoi", "STOI"),
+)
+
+
+@dataclass
+class Clip:
+    """A held-out utterance: waveform (frames * hop,), log-mel (n_mels, frames), speaker id."""
+
+    id: str
+    audio: np.ndarray
+    mel: torch.Tensor
+    speaker: int | None
+
+
+def load_clips(data: Path, spec: FeatureSpec, speakers: list[str]) -> tuple[list[Clip], str]:
+    """Held-out clips of a prepared corpus, or every audio file of a folder.
+
+    Speakers are matched to the model's by name; unknown ones get no speaker (None).
+
+    Returns:
+        tuple: The clips, and where they came from ("val", "train", or "folder").
+    """
+    if (data / "manifest.jsonl").is_file():
+        corpus = load_prepared(data)
+        if corpus.spec != spec:
+            raise DatasetError(f"{data}: its feature spec differs from the model's")
+        split = "val" if corpus.val else "train"
+        clips = []
+        for utterance in corpus.val or corpus.train:
+            audio, mel = crop(utterance, 0, utterance.frames, spec)
+            name = corpus.speakers[utterance.speaker_id]
+            speaker = speakers.index(name) if name in speakers else None
+            clips.append(Clip(utterance.entry.id, audio, torch.from_numpy(mel), speaker))
+        return clips, split
+    files = sorted(p for p in data.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    if not files:
+        raise DatasetError(f"{data}: neither a prepared corpus nor a folder of audio files")
+    clips = []
+    for path in files:
+        audio = load_audio(path, spec.sample_rate)
+        audio = F.pad(audio, (0, spec.samples_for(spec.frames_for(len(audio))) - len(audio)))
+        clips.append(Clip(path.stem, audio.numpy(), spec.extract(audio), None))
+    return clips, "folder"
+
+
+@torch.no_grad()
+def teacher_nll(model: nn.Module, clips: list[Clip], device: torch.device) -> float:
+    """Held-out NLL in bits per sample over whole clips (teacher forced, quantised input)."""
+    from training.train_teacher import held_out_nll
+
+    items = [
+        {
+            "audio": torch.from_numpy(clip.audio).view(1, -1),
+            "mel": clip.mel.unsqueeze(0),
+            "speaker": torch.tensor([clip.speaker if clip.speaker is not None else 0]),
+        }
+        for clip in clips
+    ]
+    return held_out_nll(model, items, device, quantize_input=True)
+
+
+def griffin_lim(mel: torch.Tensor, spec: FeatureSpec, seed: int = 0) -> np.ndarray:
+    """Waveform (frames * hop,) from a log-mel (n_mels, frames) by Griffin-Lim, 32 iterations.
+
+    The mel is inverted to a linear magnitude with the spec's own filterbank (librosa's
+    non-negative least squares), then phases are estimated. librosa centres frame i on
+    sample i * hop; `FeatureSpec.extract` centres it on i * hop + hop / 2, so the result is
+    delayed by hop / 2 to line up with the real audio.
+    """
+    import librosa
+
+    magnitude_mel = np.exp(mel.double().numpy())
+    stft = librosa.feature.inverse.mel_to_stft(
+        magnitude_mel,
+        sr=spec.sample_rate,
+        n_fft=spec.n_fft,
+        power=spec.power,
+        fmin=spec.f_min,
+        fmax=spec.f_max,
+        htk=spec.mel_scale == "htk",
+        norm=spec.mel_norm,
+    )
+    length = spec.samples_for(mel.shape[-1])
+    audio = librosa.griffinlim(
+        stft,
+        n_iter=GRIFFIN_LIM_ITERATIONS,
+        hop_length=spec.hop_length,
+        win_length=spec.win_length,
+        n_fft=spec.n_fft,
+        random_state=seed,
+    )
+    delayed = np.concatenate([np.zeros(spec.hop_length // 2), audio, np.zeros(length)])
+    return delayed[:length].astype(np.float32)
+
+
+def score(reference: np.ndarray, estimate: np.ndarray, spec: FeatureSpec) -> tuple[dict, list]:
+    """All audio metrics of one clip, and notes on any that did not apply."""
+    rate = spec.sample_rate
+    pesq, pesq_note = metrics.pesq_wideband(reference, estimate, rate)
+    stoi, stoi_note = metrics.stoi_score(reference, estimate, rate)
+    values = {
+        "log_mel_l1": metrics.log_mel_l1(reference, estimate, spec),
+        "mrstft": metrics.multi_resolution_stft_distance(reference, estimate, rate),
+        "pesq_wb": pesq,
+        "stoi": stoi,
+    }
+    return values, [note for note in (pesq_note, stoi_note) if note]
+
+
+def _mean_row(system: str, scores: list[dict]) -> dict:
+    """Average each metric over the clips where it applied (None where it never did)."""
+    row: dict = {"system": system}
+    for name in ("log_mel_l1", "mrstft", "pesq_wb", "stoi"):
+        values = [s[name] for s in scores if s[name] is not None]
+        row[name] = float(np.mean(values)) if values else None
+    return row
+
+
+def evaluate(
+    model_dir: str | Path,
+    data: str | Path,
+    out: str | Path,
+    max_seconds: float = 120.0,
+    clips: int = 3,
+    device: torch.device | str = "cpu",
+) -> dict:
+    """Score a model and write the report as JSON to `out`.
+
+    Returns:
+        dict: The report: nll_bits_per_sample (teachers), rows (copy synthesis and
+        Griffin-Lim, each with log_mel_l1, mrstft, pesq_wb, stoi), clips, notes.
+    """
+    started = time.monotonic()
+    device = torch.device(device)
+    model = load_model(model_dir, device=device)
+    spec = model.spec
+    pool, split = load_clips(Path(data), spec, list(getattr(model.config, "speakers", [])))
+    notes = [] if split != "train" else ["the corpus has no held-out split: train utterances"]
+    nll = teacher_nll(model, pool, device) if model.kind == "teacher" else None
+    chosen = pool[: max(clips, 1)]
+    made = vocode(
+        model, [clip.mel for clip in chosen], [clip.speaker for clip in chosen], max_seconds
+    )
+    model_scores, baseline_scores, clip_info = [], [], []
+    for clip, audio in zip(chosen, made, strict=True):
+        used_frames = math.ceil(len(audio) / spec.hop_length)
+        reference = clip.audio[: len(audio)]
+        baseline = griffin_lim(clip.mel[:, :used_frames], spec)[: len(audio)]
+        values, clip_notes = score(reference, audio, spec)
+        model_scores.append(values)
+        baseline_scores.append(score(reference, baseline, spec)[0])
+        notes += [f"{clip.id}: {note}" for note in clip_notes]
+        full = spec.samples_for(clip.mel.shape[-1])
+        seconds = len(audio) / spec.sample_rate
+        clip_info.append({"id": clip.id, "seconds": seconds, "complete": len(audio) == full})
+    report = {
+        "model": str(model_dir),
+        "kind": model.kind,
+        "data": str(data),
+        "split": split,
+        "sample_rate": spec.sample_rate,
+        "nll_bits_per_sample": nll,
+        "nll_utterances": len(pool) if nll is not None else 0,
+        "rows": [
+            {**_mean_row("copy synthesis", model_scores), "nll_bits_per_sample": nll},
+            {**_mean_row(f"Griffin-Lim ({GRIFFIN_LIM_ITERATIONS} it.)", baseline_scores)},
+        ],
+        "clips": clip_info,
+        "notes": notes,
+        "max_seconds": max_seconds,
+        "elapsed_seconds": round(time.monotonic() - started, 2),
+    }
+    atomic_write_bytes(Path(out), (json.dumps(report, indent=2) + "\n").encode())
+    return report
+
+
+def markdown_table(report: dict) -> str:
+    """The report's rows as a markdown table, with its notes below."""
+    lines = [
+        "| system | " + " | ".join(title for _, title in COLUMNS) + " |",
+        "|---" * (len(COLUMNS) + 1) + "|",
+    ]
+    for row in report["rows"]:
+        cells = ["n/a" if row.get(key) is None else f"{row[key]:.3f}" for key, _ in COLUMNS]
+        lines.append(f"| {row['system']} | " + " | ".join(cells) + " |")
+    seconds = sum(clip["seconds"] for clip in report["clips"])
+    lines.append("")
+    lines.append(f"{len(report['clips'])} clip(s), {seconds:.2f} s of audio synthesised.")
+    lines += [f"- {note}" for note in dict.fromkeys(report["notes"])]
+    return "\n".join(lines)

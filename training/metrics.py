@@ -1,0 +1,144 @@
+"""Scores for training and evaluation, as small pure functions.
+
+Each audio metric takes the real waveform first and the synthesised one second, both 1-D
+float arrays in [-1, 1] at the same rate, and compares them over their common length.
+Metrics that cannot apply (PESQ at rates other than 16 kHz, clips too short for STOI)
+return None with the reason, so a report can say why a cell is empty.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from wavenet.features import FeatureSpec
+
+__all__ = [
+    "STFT_RESOLUTIONS",
+    "log_mel_l1",
+    "multi_resolution_stft_distance",
+    "nll_bits",
+    "pesq_wideband",
+    "stoi_score",
+]
+
+# (n_fft, hop, window) triples at 16 kHz, as in Parallel WaveGAN's multi-resolution loss;
+# scaled with the sample rate so that each resolution spans the same time.
+STFT_RESOLUTIONS = ((512, 128, 512), (1024, 256, 1024), (256, 64, 256))
+
+
+def nll_bits(logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood in bits per sample.
+
+    nll = -mean_t log2 softmax(logits[:, :, t])[classes[:, t]]
+
+    Args:
+        logits (Tensor): Class scores (B, 256, T).
+        classes (Tensor): True mu-law classes (B, T), int64.
+
+    Returns:
+        Tensor: Scalar; log2(256) = 8 bits for a uniform prediction.
+    """
+    return F.cross_entropy(logits.float(), classes) / math.log(2.0)
+
+
+def _common(reference: np.ndarray, estimate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    length = min(len(reference), len(estimate))
+    if length == 0:
+        raise ValueError("cannot score empty audio")
+    return (
+        np.asarray(reference[:length], dtype=np.float32),
+        np.asarray(estimate[:length], dtype=np.float32),
+    )
+
+
+def log_mel_l1(reference: np.ndarray, estimate: np.ndarray, spec: FeatureSpec) -> float:
+    """Mean absolute difference of the two log-mel spectrograms (natural log), per bin.
+
+    L = mean_{m,f} |log mel_ref[m, f] - log mel_est[m, f]|, features from `spec.extract`.
+    """
+    reference, estimate = _common(reference, estimate)
+    mels = spec.extract(torch.from_numpy(np.stack([reference, estimate])))
+    return float((mels[0] - mels[1]).abs().mean())
+
+
+def _stft_magnitude(audio: torch.Tensor, n_fft: int, hop: int, window: int) -> torch.Tensor:
+    """|STFT| (freq, frames), zero-padded so even short clips give whole frames."""
+    return torch.stft(
+        audio,
+        n_fft,
+        hop_length=hop,
+        win_length=window,
+        window=torch.hann_window(window),
+        center=True,
+        pad_mode="constant",
+        return_complex=True,
+    ).abs()
+
+
+def multi_resolution_stft_distance(
+    reference: np.ndarray, estimate: np.ndarray, sample_rate: int
+) -> float:
+    """Spectral convergence plus log-magnitude L1, averaged over three STFT resolutions.
+
+    For each resolution, with S = |STFT(reference)| and S' = |STFT(estimate)|:
+    d = ||S - S'||_F / ||S||_F + mean |log(S + eps) - log(S' + eps)|, eps = 1e-5.
+    """
+    reference, estimate = _common(reference, estimate)
+    ref, est = torch.from_numpy(reference), torch.from_numpy(estimate)
+    scale = sample_rate / 16000
+    distances = []
+    for n_fft, hop, window in STFT_RESOLUTIONS:
+        n_fft, hop, window = (max(int(v * scale), 4) for v in (n_fft, hop, window))
+        magnitude_ref = _stft_magnitude(ref, n_fft, hop, window)
+        magnitude_est = _stft_magnitude(est, n_fft, hop, window)
+        convergence = torch.linalg.norm(magnitude_ref - magnitude_est) / torch.linalg.norm(
+            magnitude_ref
+        ).clamp(min=1e-8)
+        log_l1 = (torch.log(magnitude_ref + 1e-5) - torch.log(magnitude_est + 1e-5)).abs().mean()
+        distances.append(float(convergence + log_l1))
+    return float(np.mean(distances))
+
+
+def pesq_wideband(
+    reference: np.ndarray, estimate: np.ndarray, sample_rate: int
+) -> tuple[float | None, str | None]:
+    """Wide-band PESQ (ITU-T P.862.2, MOS-LQO 1.0-4.6) of the estimate against the reference.
+
+    Returns:
+        tuple: (score, None), or (None, reason) when PESQ does not apply.
+    """
+    if sample_rate != 16000:
+        return None, f"PESQ wide-band is defined at 16 kHz only (audio is {sample_rate} Hz)"
+    from pesq import PesqError, pesq
+
+    reference, estimate = _common(reference, estimate)
+    try:
+        return float(pesq(sample_rate, reference, estimate, "wb")), None
+    except PesqError as error:
+        return None, f"PESQ failed: {type(error).__name__} ({error})"
+
+
+def stoi_score(
+    reference: np.ndarray, estimate: np.ndarray, sample_rate: int
+) -> tuple[float | None, str | None]:
+    """Short-time objective intelligibility (0-1) of the estimate against the reference.
+
+    Returns:
+        tuple: (score, None), or (None, reason) when the clip is too short for STOI's
+        30-frame (384 ms) analysis after its silent frames are removed.
+    """
+    from pystoi import stoi
+
+    reference, estimate = _common(reference, estimate)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        score = float(stoi(reference, estimate, sample_rate, extended=False))
+    too_short = [w for w in caught if "Not enough STFT frames" in str(w.message)]
+    if too_short or not math.isfinite(score):
+        return None, "STOI needs at least 384 ms of non-silent audio; the clip is shorter"
+    return score, None
