@@ -126,4 +126,6 @@ def run(model: str | Path | None = None, host: str = "127.0.0.1", port: int = 80
     except StartupError as error:
         print(f"wavenet serve: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    uvicorn.run(create_app(settings, model=loaded), host=host, port=port, log_level=settings.log_level)
+    uvicorn.run(
+        create_app(settings, model=loaded), host=host, port=port, log_level=settings.log_level
+    )

@@ -60,11 +60,12 @@ class ServiceMetrics:
         self.queue_depth.set_function(depth)
 
     def batch_done(self, size: int, audio_seconds: float, compute_seconds: float) -> None:
-        """Record one served batch."""
-        self.batch_size.observe(size)
+        """Record one served batch (its batch size last: a reader that sees the new batch
+        count also sees the batch's audio seconds and real-time factor)."""
         self.audio_seconds.inc(audio_seconds)
         if audio_seconds > 0:
             self.real_time_factor.observe(compute_seconds / audio_seconds)
+        self.batch_size.observe(size)
 
     def job_cancelled(self) -> None:
         """Record a request dropped because its client went away."""

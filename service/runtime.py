@@ -60,7 +60,7 @@ def load_served_model(settings: Settings) -> nn.Module:
         return load_model(settings.model, device=device)
     except CheckpointError as error:
         raise StartupError(
-            f"cannot serve {settings.model}: {error} (set WAVENET_MODEL or --model)"
+            f"cannot load the model: {error} (set WAVENET_MODEL or --model)"
         ) from None
 
 
