@@ -7,6 +7,7 @@ subprocess on the CPU.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from functools import cache
 from pathlib import Path
 
 import httpx
@@ -24,6 +26,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from conftest import tiny_teacher
+from kubernetes_validate.utils import latest_version
 from torch.distributed.run import get_args_parser
 
 from service.inference import InferenceWorker
@@ -35,8 +38,8 @@ pytestmark = pytest.mark.timeout(120)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
-# The oldest Kubernetes the manifests target; kubernetes-validate ships its schemas.
-KUBERNETES_VERSION = "1.30.0"
+# The oldest Kubernetes the manifests target, and the newest kubernetes-validate knows.
+KUBERNETES_VERSIONS = ("1.30.0", latest_version())
 
 
 def dockerfile_stages(path: Path = ROOT / "Dockerfile") -> dict[str, list[tuple[str, str]]]:
@@ -89,6 +92,7 @@ def installed_extras(stages: dict[str, list[tuple[str, str]]], name: str) -> set
     }
 
 
+@cache
 def load_deploy_yaml() -> dict[str, list[dict]]:
     """Every YAML document under deploy/, by file path relative to deploy/."""
     files = sorted(DEPLOY.rglob("*.yaml")) + sorted(DEPLOY.rglob("*.yml"))
@@ -151,11 +155,12 @@ def test_hadolint_passes_the_dockerfile(tmp_path):
 
 def test_serving_stage_is_the_default_target_and_serves_the_baked_model():
     stages = dockerfile_stages()
-    name, serve = list(stages)[-1], stages[list(stages)[-1]]
+    name = list(stages)[-1]
+    serve = stages[name]
     args = {i: a for i, a in serve if i != "ENV"}
     user = args["USER"].split(":")[0]
     assert user not in {"root", "0"} and int(user) > 0
-    assert "/readyz" in args["HEALTHCHECK"] and "--start-period=" in args["HEALTHCHECK"]
+    assert ":8000/readyz" in args["HEALTHCHECK"] and "--start-period=" in args["HEALTHCHECK"]
     assert args["EXPOSE"].split() == ["8000"]
     assert json.loads(args["CMD"]) == ["wavenet", "serve", "--host", "0.0.0.0", "--port", "8000"]
     copies = [a.split() for i, a in serve if i == "COPY" and "--from" not in a]
@@ -192,9 +197,9 @@ def test_every_kubernetes_manifest_matches_its_schema():
     kinds = {m["kind"] for m in manifests}
     assert {"Deployment", "Service", "HorizontalPodAutoscaler", "ConfigMap"} <= kinds
     assert {"PersistentVolumeClaim", "Job"} <= kinds
-    for document in manifests:
+    for document, version in itertools.product(manifests, KUBERNETES_VERSIONS):
         # strict: an unknown (misspelt) field is an error, not silently dropped.
-        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+        kubernetes_validate.validate(document, version, strict=True)
 
 
 def test_kustomizations_list_files_that_exist():
@@ -304,12 +309,14 @@ def test_distill_job_runs_torchrun_on_every_gpu_and_resumes_on_retry(tmp_path):
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["restartPolicy"] == "Never"
 
 
-def test_distill_job_arguments_parse_as_the_distill_command(tmp_path):
-    commands = get_parser()._subparsers._group_actions[0].choices
-    if "distill" not in commands:
-        pytest.skip("this checkout has no `wavenet distill` yet")
+def test_distill_job_arguments_parse_as_the_distill_command(tmp_path, capsys):
     arguments = get_args_parser().parse_args(run_distill_script(tmp_path)).training_script_args
-    get_parser().parse_args(arguments)
+    try:
+        get_parser().parse_args(arguments)
+    except SystemExit:
+        if "invalid choice: 'distill'" in capsys.readouterr().err:
+            pytest.skip("this checkout has no `wavenet distill` yet")
+        raise
 
 
 def test_compose_reserves_one_nvidia_gpu_and_has_a_cpu_profile():
