@@ -11,6 +11,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from service.audio_codec import UploadError
@@ -37,8 +38,13 @@ async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
     return _error(error.status_code, str(error.detail), error.headers)
 
 
-async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
-    return _error(422, validation_message(list(error.errors())))
+async def _validation_error(
+    request: Request, error: RequestValidationError | ValidationError
+) -> JSONResponse:
+    errors = (
+        error.errors(include_input=False) if isinstance(error, ValidationError) else error.errors()
+    )
+    return _error(422, validation_message(list(errors)))
 
 
 async def _input_error(request: Request, error: InputError | UploadError) -> JSONResponse:
@@ -62,6 +68,8 @@ def install_error_handlers(app: FastAPI) -> None:
     """Register the JSON error responses on `app`."""
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    # Options checked again when a route assembles them (e.g. form fields into a model).
+    app.add_exception_handler(ValidationError, _validation_error)
     app.add_exception_handler(InputError, _input_error)
     app.add_exception_handler(UploadError, _input_error)
     app.add_exception_handler(QueueFullError, _queue_full)

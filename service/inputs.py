@@ -29,6 +29,9 @@ __all__ = [
 ]
 
 FLOAT32_BYTES = 4
+# Natural-log mel magnitudes of real audio lie within a few tens of zero; values far beyond
+# this overflow the model's float32 arithmetic.
+MAX_MEL_MAGNITUDE = 1e3
 # Validation errors listed in one message; the rest are counted.
 MAX_LISTED_ERRORS = 3
 
@@ -186,6 +189,12 @@ def check_mel(mel: torch.Tensor, spec: FeatureSpec, max_frames: int) -> torch.Te
     _check_frames(mel.shape[1], max_frames)
     if not torch.isfinite(mel).all():
         raise InputError("the mel contains NaN or infinite values")
+    largest = mel.abs().max().item()
+    if largest > MAX_MEL_MAGNITUDE:
+        raise InputError(
+            f"mel values must be natural-log magnitudes within +-{MAX_MEL_MAGNITUDE:g}; "
+            f"got {largest:g}"
+        )
     return mel
 
 

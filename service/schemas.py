@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from service.audio_codec import AudioFormat
 from wavenet.features import FeatureSpec
@@ -10,17 +12,35 @@ from wavenet.features import FeatureSpec
 __all__ = [
     "MAX_SEED",
     "MAX_TEMPERATURE",
+    "MIN_TEMPERATURE",
     "ErrorBody",
     "Health",
     "MelArray",
     "ModelInfo",
     "ModelList",
     "SynthesisQuery",
+    "Temperature",
     "VocodeRequest",
 ]
 
 MAX_TEMPERATURE = 10.0
+# Below this, logits divided by the temperature overflow float32 and sampling breaks down;
+# such a temperature means "deterministic", which 0 says exactly.
+MIN_TEMPERATURE = 1e-3
 MAX_SEED = 2**63 - 1
+
+
+def _check_temperature(value: float) -> float:
+    if 0 < value < MIN_TEMPERATURE:
+        raise ValueError(f"temperature must be 0 or at least {MIN_TEMPERATURE}")
+    return value
+
+
+Temperature = Annotated[
+    float,
+    Field(ge=0, le=MAX_TEMPERATURE, description="Sampling temperature; 0 is deterministic."),
+    AfterValidator(_check_temperature),
+]
 
 
 class MelArray(BaseModel):
@@ -45,9 +65,7 @@ class VocodeRequest(BaseModel):
         None, description="Speaker id or name (multi-speaker models)."
     )
     format: AudioFormat | None = Field(None, description="Output format (default wav).")
-    temperature: float | None = Field(
-        None, ge=0, le=MAX_TEMPERATURE, description="Sampling temperature; 0 is deterministic."
-    )
+    temperature: Temperature | None = None
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Seed for reproducible sampling.")
 
 
@@ -56,9 +74,7 @@ class SynthesisQuery(BaseModel):
 
     speaker: str | None = Field(None, description="Speaker id or name (multi-speaker models).")
     format: AudioFormat = Field("wav", description="Output format.")
-    temperature: float = Field(
-        1.0, ge=0, le=MAX_TEMPERATURE, description="Sampling temperature; 0 is deterministic."
-    )
+    temperature: Temperature = 1.0
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Seed for reproducible sampling.")
     stream: bool = Field(False, description="Send the audio in chunks as it is made.")
 

@@ -117,6 +117,16 @@ BAD_VOCODE_REQUESTS = {
         422,
         ["cannot be streamed"],
     ),
+    "mel values out of range": (
+        dict(json={"mel": [[3e38] * 8] * 2}),
+        422,
+        ["within +-1000"],
+    ),
+    "temperature too small to sample": (
+        dict(json={"mel": GOOD_ROWS, "temperature": 1e-40}),
+        422,
+        ["temperature must be 0 or at least"],
+    ),
     "negative temperature": (
         dict(json={"mel": GOOD_ROWS, "temperature": -1}),
         422,
@@ -178,6 +188,11 @@ BAD_UPLOADS = {
         dict(files={"file": wav_bytes(np.zeros(40))}, data={"format": "mp3"}),
         422,
         "format",
+    ),
+    "temperature too small to sample": (
+        dict(files={"file": wav_bytes(np.zeros(40))}, data={"temperature": "1e-40"}),
+        422,
+        "temperature",
     ),
 }
 
