@@ -127,5 +127,9 @@ def run(model: str | Path | None = None, host: str = "127.0.0.1", port: int = 80
         print(f"wavenet serve: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     uvicorn.run(
-        create_app(settings, model=loaded), host=host, port=port, log_level=settings.log_level
+        create_app(settings, model=loaded),
+        host=host,
+        port=port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=settings.graceful_shutdown_s,
     )

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         "info", description="Log level of the service and of uvicorn."
     )
+    graceful_shutdown_s: float = Field(
+        30.0,
+        gt=0,
+        description="On SIGTERM, seconds to let requests in flight finish before closing them.",
+    )
 
     @field_validator("cors_origins", mode="before")
     @classmethod
