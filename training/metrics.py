@@ -117,10 +117,12 @@ def pesq_wideband(
     from pesq import PesqError, pesq
 
     reference, estimate = _common(reference, estimate)
+    if len(reference) < sample_rate // 4:
+        return None, "PESQ needs at least 0.25 s of audio; the clip is shorter"
     try:
         return float(pesq(sample_rate, reference, estimate, "wb")), None
     except PesqError as error:
-        return None, f"PESQ failed: {type(error).__name__} ({error})"
+        return None, f"PESQ could not score the clip ({type(error).__name__})"
 
 
 def stoi_score(

@@ -190,8 +190,29 @@ def log_sample(run: TrainingRun, log: RunLog, step: int, item: dict) -> None:
     log.sample(step, real, torch.from_numpy(generated), run.corpus.spec)
 
 
+def _due(done: int, every: int, last: int) -> bool:
+    """Whether a periodic task runs after `done` steps: every `every` steps, and at the end."""
+    return done % every == 0 or done == last
+
+
+def _summary(
+    run: TrainingRun, window: list[dict], speed: float, val_items: list, evaluate: bool
+) -> dict[str, float]:
+    """One metrics line: the window's mean losses, the last lr, speed, and val NLL if due."""
+    record = {name: sum(w[name] for w in window) / len(window) for name in window[0]}
+    record.update(lr=window[-1]["lr"], samples_per_s=speed)
+    if evaluate and run.processes.is_main:
+        device, quantize = run.processes.device, run.config.quantize_input
+        record["val_nll"] = held_out_nll(run.ema, val_items, device, quantize)
+    return record
+
+
 def fit(run: TrainingRun, log: RunLog, start_step: int) -> None:
-    """Train from `start_step` to `config.steps`, logging, evaluating and checkpointing."""
+    """Train from `start_step` to `config.steps`, logging, evaluating and checkpointing.
+
+    samples_per_s counts the audio samples of every rank's crops per second of data loading
+    and training steps; evaluation, sampling and checkpoints are left out of the time.
+    """
     config, processes, spec = run.config, run.processes, run.corpus.spec
     crops = SegmentCrops(run.corpus.train, spec, config.segment_frames, config.seed, processes.rank)
     loader = make_loader(crops, start_step, config.steps, config.batch_size, config.num_workers)
@@ -207,29 +228,24 @@ def fit(run: TrainingRun, log: RunLog, start_step: int) -> None:
         dynamic_ncols=True,
     )
     window: list[dict[str, float]] = []
-    window_start = time.perf_counter()
+    seconds, last = 0.0, time.perf_counter()
     for step, batch in enumerate(loader, start=start_step):
         batch = to_device(batch, processes.device, with_speaker=bool(config.model.speakers))
-        losses = train_step(run, batch, step)
-        done = step + 1
-        window.append(losses)
-        speed = len(window) * samples_per_step / (time.perf_counter() - window_start)
-        progress.set_postfix(nll=f"{losses['nll']:.3f}", samples_per_s=f"{speed:.0f}")
+        window.append(train_step(run, batch, step))
+        seconds += time.perf_counter() - last
+        done, speed = step + 1, len(window) * samples_per_step / seconds
+        progress.set_postfix(nll=f"{window[-1]['nll']:.3f}", samples_per_s=f"{speed:.0f}")
         progress.update(1)
-        if done % config.log_every == 0 or done == config.steps:
-            record = {name: sum(w[name] for w in window) / len(window) for name in window[0]}
-            record.update(lr=losses["lr"], samples_per_s=speed)
-            if processes.is_main and (done % config.eval_every == 0 or done == config.steps):
-                record["val_nll"] = held_out_nll(
-                    run.ema, val_items, processes.device, config.quantize_input
-                )
-            log.scalars(done, record)
-            window, window_start = [], time.perf_counter()
+        if _due(done, config.log_every, config.steps):
+            evaluate = _due(done, config.eval_every, config.steps)
+            log.scalars(done, _summary(run, window, speed, val_items, evaluate))
+            window, seconds = [], 0.0
         if processes.is_main and config.sample_every and done % config.sample_every == 0:
             log_sample(run, log, done, val_items[0])
-        if done % config.checkpoint_every == 0 or done == config.steps:
+        if _due(done, config.checkpoint_every, config.steps):
             save_checkpoint(run, done)
             distributed.barrier(processes)
+        last = time.perf_counter()
     progress.close()
 
 

@@ -1,0 +1,180 @@
+"""`wavenet evaluate` and its metrics: report rows, baseline, and what each metric measures."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_teacher_config, write_tone
+
+from training import metrics
+from training.dataset import load_prepared
+from training.evaluate import griffin_lim, markdown_table
+from wavenet import Teacher, save_model
+from wavenet.cli import main
+
+METRICS = ("log_mel_l1", "mrstft", "pesq_wb", "stoi")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(prepared_corpus, tmp_path_factory):
+    """An untrained tiny teacher for the fixture corpus's features and speakers."""
+    corpus = load_prepared(prepared_corpus)
+    torch.manual_seed(0)
+    teacher = Teacher(tiny_teacher_config(speakers=corpus.speakers), corpus.spec)
+    return save_model(teacher, tmp_path_factory.mktemp("model") / "teacher")
+
+
+@pytest.fixture(scope="module")
+def real_clip(prepared_corpus):
+    """The first held-out utterance: waveform (samples,) and log-mel (n_mels, frames)."""
+    corpus = load_prepared(prepared_corpus)
+    audio, mel = corpus.val[0].load(corpus.spec)
+    return np.array(audio), torch.from_numpy(np.array(mel)), corpus.spec
+
+
+def test_evaluate_writes_a_report_with_both_rows_and_finite_numbers(
+    tiny_model, prepared_corpus, tmp_path, capsys
+):
+    out = tmp_path / "report.json"
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            str(tiny_model),
+            "--data",
+            str(prepared_corpus),
+            "--out",
+            str(out),
+            "--max-seconds",
+            "1",
+            "--clips",
+            "2",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["split"] == "val" and report["kind"] == "teacher"
+    assert report["nll_utterances"] == len(load_prepared(prepared_corpus).val)
+    assert 7.0 < report["nll_bits_per_sample"] < 9.0, "an untrained teacher is near 8 bits"
+    assert [row["system"] for row in report["rows"]] == [
+        "teacher copy synthesis",
+        "Griffin-Lim (32 it.)",
+    ]
+    assert len(report["clips"]) == 2 and all(clip["seconds"] > 0 for clip in report["clips"])
+    for row in report["rows"]:
+        assert math.isfinite(row["log_mel_l1"]) and math.isfinite(row["mrstft"])
+        for name in ("pesq_wb", "stoi"):
+            # A metric is a finite number, or missing with a note saying why.
+            label = name.split("_")[0].upper()
+            assert (row[name] is not None and math.isfinite(row[name])) or any(
+                note.startswith(label) for note in report["notes"]
+            ), (name, report["notes"])
+    baseline, synthesis = report["rows"][1], report["rows"][0]
+    assert baseline["log_mel_l1"] < synthesis["log_mel_l1"], "noise from an untrained model"
+    table = capsys.readouterr().out
+    assert "| system | NLL (bits/sample) | log-mel L1 | MR-STFT | PESQ-WB | STOI |" in table
+    assert table == markdown_table(report) + "\n"
+
+
+def test_evaluate_scores_a_folder_of_audio_files(tiny_model, tmp_path):
+    folder = tmp_path / "audio"
+    write_tone(folder / "tone.wav", seconds=0.2, sample_rate=16000)
+    out = tmp_path / "report.json"
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            str(tiny_model),
+            "--data",
+            str(folder),
+            "--out",
+            str(out),
+            "--max-seconds",
+            "0.5",
+            "--clips",
+            "1",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["split"] == "folder" and report["clips"][0]["id"] == "tone"
+    assert math.isfinite(report["nll_bits_per_sample"])
+
+
+def test_evaluate_reports_a_missing_data_folder_in_one_line(tiny_model, tmp_path, capsys):
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            str(tiny_model),
+            "--data",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "r.json"),
+            "--device",
+            "cpu",
+        ]
+    )
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and len(error.splitlines()) == 1 and str(tmp_path) in error
+
+
+def test_identical_audio_scores_perfectly(real_clip):
+    audio, _, spec = real_clip
+    assert metrics.log_mel_l1(audio, audio, spec) == 0.0
+    assert metrics.multi_resolution_stft_distance(audio, audio, spec.sample_rate) == 0.0
+    pesq, _ = metrics.pesq_wideband(audio, audio, spec.sample_rate)
+    stoi, _ = metrics.stoi_score(audio, audio, spec.sample_rate)
+    assert pesq > 4.5 and stoi == pytest.approx(1.0, abs=1e-6)
+
+
+def test_griffin_lim_is_aligned_with_the_real_audio_and_beats_noise(real_clip):
+    audio, mel, spec = real_clip
+    resynthesis = griffin_lim(mel, spec)
+    assert resynthesis.shape == audio.shape and resynthesis.dtype == np.float32
+    noise = np.random.default_rng(0).normal(0, audio.std(), audio.shape).astype(np.float32)
+    rate = spec.sample_rate
+    good = {
+        "log_mel_l1": metrics.log_mel_l1(audio, resynthesis, spec),
+        "mrstft": metrics.multi_resolution_stft_distance(audio, resynthesis, rate),
+        "pesq_wb": metrics.pesq_wideband(audio, resynthesis, rate)[0],
+        "stoi": metrics.stoi_score(audio, resynthesis, rate)[0],
+    }
+    bad = {
+        "log_mel_l1": metrics.log_mel_l1(audio, noise, spec),
+        "mrstft": metrics.multi_resolution_stft_distance(audio, noise, rate),
+        "pesq_wb": metrics.pesq_wideband(audio, noise, rate)[0],
+        "stoi": metrics.stoi_score(audio, noise, rate)[0],
+    }
+    assert good["log_mel_l1"] < 0.3 and good["stoi"] > 0.8 and good["pesq_wb"] > 1.3, good
+    assert good["log_mel_l1"] < bad["log_mel_l1"] and good["mrstft"] < bad["mrstft"]
+    assert good["pesq_wb"] > bad["pesq_wb"] and good["stoi"] > bad["stoi"]
+    # Half a hop early or late matches the real features worse than the aligned output.
+    half = spec.hop_length // 2
+    early = np.concatenate([resynthesis[half:], np.zeros(half, np.float32)])
+    assert metrics.log_mel_l1(audio, early, spec) > good["log_mel_l1"]
+
+
+def test_metrics_that_do_not_apply_say_why(real_clip):
+    audio, _, spec = real_clip
+    score, note = metrics.pesq_wideband(audio, audio, 8000)
+    assert score is None and "16 kHz" in note
+    short = audio[: spec.sample_rate // 10]
+    assert metrics.pesq_wideband(short, short, spec.sample_rate)[0] is None
+    score, note = metrics.stoi_score(short, short, spec.sample_rate)
+    assert score is None and "384 ms" in note
+
+
+def test_nll_bits_is_eight_for_a_uniform_prediction():
+    classes = torch.randint(0, 256, (2, 50))
+    assert float(metrics.nll_bits(torch.zeros(2, 256, 50), classes)) == pytest.approx(8.0)
+    certain = torch.nn.functional.one_hot(classes, 256).permute(0, 2, 1).float() * 100
+    assert float(metrics.nll_bits(certain, classes)) == pytest.approx(0.0, abs=1e-6)
