@@ -12,8 +12,8 @@ from conftest import tiny_teacher_config, write_tone
 
 from training import metrics
 from training.dataset import load_prepared
-from training.evaluate import griffin_lim, markdown_table
-from wavenet import Teacher, save_model
+from training.evaluate import griffin_lim, load_clips, markdown_table, teacher_nll
+from wavenet import Teacher, load_model, save_model
 from wavenet.cli import main
 
 METRICS = ("log_mel_l1", "mrstft", "pesq_wb", "stoi")
@@ -125,6 +125,16 @@ def test_evaluate_reports_a_missing_data_folder_in_one_line(tiny_model, tmp_path
     )
     error = capsys.readouterr().err.strip()
     assert code == 2 and len(error.splitlines()) == 1 and str(tmp_path) in error
+
+
+def test_chunked_nll_equals_one_pass_over_the_whole_clip(tiny_model, prepared_corpus):
+    model = load_model(tiny_model)
+    clips, split = load_clips(prepared_corpus, model.spec, model.config.speakers)
+    assert split == "val" and clips[0].speaker is not None and clips[0].mel.shape[-1] > 40
+    cpu = torch.device("cpu")
+    whole = teacher_nll(model, clips[:1], cpu, chunk_frames=100_000)
+    chunked = teacher_nll(model, clips[:1], cpu, chunk_frames=7)
+    assert chunked == pytest.approx(whole, rel=1e-6)
 
 
 def test_identical_audio_scores_perfectly(real_clip):

@@ -25,11 +25,20 @@ from training import metrics
 from training.dataset import crop, load_prepared
 from training.dataset_format import DatasetError
 from training.sampling import vocode
+from wavenet import mulaw
 from wavenet.audio import AUDIO_SUFFIXES, load_audio
 from wavenet.checkpoint import atomic_write_bytes, load_model
 from wavenet.features import FeatureSpec
 
-__all__ = ["Clip", "evaluate", "griffin_lim", "markdown_table", "score"]
+__all__ = [
+    "Clip",
+    "evaluate",
+    "griffin_lim",
+    "load_clips",
+    "markdown_table",
+    "score",
+    "teacher_nll",
+]
 
 GRIFFIN_LIM_ITERATIONS = 32
 COLUMNS = (
@@ -83,19 +92,34 @@ def load_clips(data: Path, spec: FeatureSpec, speakers: list[str]) -> tuple[list
 
 
 @torch.no_grad()
-def teacher_nll(model: nn.Module, clips: list[Clip], device: torch.device) -> float:
-    """Held-out NLL in bits per sample over whole clips (teacher forced, quantised input)."""
-    from training.train_teacher import held_out_nll
+def teacher_nll(
+    model: nn.Module, clips: list[Clip], device: torch.device, chunk_frames: int = 128
+) -> float:
+    """Held-out NLL in bits per sample over whole clips (teacher forced, quantised input).
 
-    items = [
-        {
-            "audio": torch.from_numpy(clip.audio).view(1, -1),
-            "mel": clip.mel.unsqueeze(0),
-            "speaker": torch.tensor([clip.speaker if clip.speaker is not None else 0]),
-        }
-        for clip in clips
-    ]
-    return held_out_nll(model, items, device, quantize_input=True)
+    Clips are scored `chunk_frames` frames at a time, to bound memory on long utterances.
+    Each chunk runs with the frames before it that the receptive field and the mel encoder
+    reach, and the frames after it that the encoder reaches, so every prediction equals the
+    one a single pass over the whole clip would make.
+    """
+    hop = model.spec.hop_length
+    reach = model.config.cond_layers * (model.config.cond_kernel_size // 2) + 1
+    before = math.ceil((model.receptive_field + 1) / hop) + reach
+    bits, samples = 0.0, 0
+    for clip in clips:
+        frames = clip.mel.shape[-1]
+        speaker = None if clip.speaker is None else torch.tensor([clip.speaker], device=device)
+        for start in range(0, frames, chunk_frames):
+            stop = min(start + chunk_frames, frames)
+            first, last = max(start - before, 0), min(stop + reach, frames)
+            audio = torch.from_numpy(clip.audio[first * hop : last * hop]).view(1, -1).to(device)
+            classes = mulaw.encode(audio)
+            logits = model(mulaw.decode(classes), clip.mel[None, :, first:last].to(device), speaker)
+            scored = slice((start - first) * hop, (stop - first) * hop)
+            count = scored.stop - scored.start
+            bits += float(metrics.nll_bits(logits[..., scored], classes[:, scored])) * count
+            samples += count
+    return bits / max(samples, 1)
 
 
 def griffin_lim(mel: torch.Tensor, spec: FeatureSpec, seed: int = 0) -> np.ndarray:

@@ -37,7 +37,14 @@ from wavenet import mulaw
 from wavenet.checkpoint import save_model
 from wavenet.teacher import Teacher
 
-__all__ = ["LOSS_WEIGHTS", "TrainingRun", "held_out_nll", "teacher_losses", "train_step"]
+__all__ = [
+    "LOSS_WEIGHTS",
+    "TrainingRun",
+    "held_out_nll",
+    "teacher_losses",
+    "train_step",
+    "train_teacher",
+]
 
 LOSS_WEIGHTS = {"nll": 1.0}
 
