@@ -152,17 +152,20 @@ class Teacher(nn.Module):
             cond = self.conditioner.speaker_bias(speaker)
         h = self.input(shift_right(companded.unsqueeze(1)))
         skips = 0
-        for index, block in enumerate(self.blocks):
-            h, skip = block(h, self._layer_slice(cond, index))
+        for block, layer_cond in zip(self.blocks, self._layer_slices(cond), strict=True):
+            h, skip = block(h, layer_cond)
             skips = skips + skip
         return self.head(skips)
 
-    def _layer_slice(self, cond: torch.Tensor | None, index: int) -> torch.Tensor | None:
-        """Layer `index`'s slice (B, 2 * gate, T) of the stacked conditioning."""
+    def _layer_slices(self, cond: torch.Tensor | None) -> list[torch.Tensor | None]:
+        """Each layer's share (B, 2 * gate, T) of the stacked conditioning.
+
+        One split for all layers: slicing inside the loop would make the backward pass
+        allocate a full-size gradient of the stacked tensor once per layer.
+        """
         if cond is None:
-            return None
-        width = 2 * self.config.gate_channels
-        return cond[:, index * width : (index + 1) * width]
+            return [None] * len(self.blocks)
+        return list(cond.split(2 * self.config.gate_channels, dim=1))
 
     def _check_inputs(self, companded: torch.Tensor, mel: torch.Tensor | None) -> None:
         if companded.dim() != 2:
@@ -201,8 +204,9 @@ class Teacher(nn.Module):
         """
         h = self.input(cache.previous.view(-1, 1, 1))
         skips = 0
-        for index, (block, queue) in enumerate(zip(self.blocks, cache.queues, strict=True)):
-            h, skip = block(h, self._layer_slice(cond, index), queue)
+        layers = zip(self.blocks, self._layer_slices(cond), cache.queues, strict=True)
+        for block, layer_cond, queue in layers:
+            h, skip = block(h, layer_cond, queue)
             skips = skips + skip
         return self.head(skips)[..., 0]
 
