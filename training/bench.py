@@ -135,15 +135,17 @@ def run(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     spec = FeatureSpec()
+    students = {str(path): student_layout(path) for path in args.student}
+    teacher_config = teacher_layout(args.teacher)
     peak = matmul_peak_gflops()
     report: dict = {"threads": torch.get_num_threads(), "matmul_peak_gflops": peak, "students": {}}
-    for path in args.student:
-        result = bench_student(student_layout(path), spec, args.seconds, args.repeats)
+    for path, config in students.items():
+        result = bench_student(config, spec, args.seconds, args.repeats)
         result["fraction_of_peak"] = (
             result["mflops_per_sample"] * result["samples_per_s"] / 1e3 / peak
         )
-        report["students"][str(path)] = result
-    teacher = bench_teacher(teacher_layout(args.teacher), spec, args.teacher_frames, args.repeats)
+        report["students"][path] = result
+    teacher = bench_teacher(teacher_config, spec, args.teacher_frames, args.repeats)
     report["teacher"] = {"config": str(args.teacher), **teacher}
     for result in report["students"].values():
         result["speedup_over_teacher"] = result["samples_per_s"] / teacher["samples_per_s"]
