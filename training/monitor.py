@@ -77,13 +77,19 @@ class RunLog:
 
         self.writer = SummaryWriter(str(Path(run) / "tensorboard"), purge_step=start_step)
 
-    def scalars(self, step: int, values: dict[str, float]) -> None:
-        """Append one metrics line and the same scalars to TensorBoard (under train/ and val/)."""
+    def scalars(self, step: int, values: dict[str, float | None]) -> None:
+        """Append one metrics line and the same scalars to TensorBoard (under train/ and val/).
+
+        A None value (a loss term switched off) is written as null in metrics.jsonl and left
+        out of TensorBoard.
+        """
         if not self.enabled:
             return
         with self.path.open("a") as handle:
             handle.write(json.dumps({"step": step, **values}) + "\n")
         for name, value in values.items():
+            if value is None:
+                continue
             group = "val" if name.startswith("val_") else "train"
             self.writer.add_scalar(f"{group}/{name.removeprefix('val_')}", value, step)
 

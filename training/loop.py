@@ -1,0 +1,308 @@
+"""The training loop every job shares: random crops in, optimizer updates, EMA, logs, checkpoints.
+
+A `Job` says what one step computes, how held-out data is scored and which sample is logged;
+this module does the rest the same way for the teacher, the classifier and the student:
+Adam with warm-up and decay, gradient clipping, an exponential moving average (EMA) of the
+weights (the EMA model is evaluated and saved to RUN/model), bf16/fp16 autocast on GPU, DDP
+under torchrun, and RUN/checkpoint with everything needed to resume: weights, EMA, optimizer,
+loss scaler, step and RNG states. Crops are a pure function of (seed, rank, step), so a resumed
+run sees the batches an uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from training import distributed
+from training.config import ConfigError
+from training.dataset import PreparedCorpus, SegmentCrops, make_loader, validation_items
+from training.monitor import RunLog
+from training.optim import ema_copy, learning_rate, update_ema
+from training.run_config import CONFIG_FILE, RunConfig, save_config
+from training.state import capture_rng, has_state, load_state, restore_rng, save_state
+from wavenet.checkpoint import save_model
+
+__all__ = [
+    "Job",
+    "TrainingRun",
+    "autocast",
+    "check_run_dir",
+    "fit",
+    "new_run",
+    "optimizer_update",
+    "restore_checkpoint",
+    "run_job",
+    "save_checkpoint",
+    "set_learning_rate",
+    "to_device",
+    "weighted_total",
+]
+
+
+@dataclass
+class TrainingRun:
+    """The objects one training process works with."""
+
+    config: RunConfig
+    corpus: PreparedCorpus
+    processes: distributed.Processes
+    out: Path
+    model: nn.Module
+    module: nn.Module  # `model`, or its DDP wrapper: the one called in training steps
+    ema: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+
+
+class Job:
+    """What one kind of training does inside the shared loop; subclasses override `step`."""
+
+    name = "train"  # progress bar label
+    headline = "loss"  # the loss shown on the progress bar
+
+    def crops(self, run: TrainingRun) -> Dataset:
+        """Training crops keyed by (step, slot): random segments of the train split."""
+        config, rank = run.config, run.processes.rank
+        return SegmentCrops(
+            run.corpus.train, run.corpus.spec, config.segment_frames, config.seed, rank
+        )
+
+    def validation(self, run: TrainingRun) -> list[dict]:
+        """The fixed held-out items `evaluate` and `sample` receive."""
+        return validation_items(run.corpus, run.config.val_utterances, run.config.val_frames)
+
+    def step(self, run: TrainingRun, batch: dict, step: int) -> dict[str, float | None]:
+        """One optimizer update; named losses (None for a term that is off), grad_norm, lr."""
+        raise NotImplementedError
+
+    def evaluate(self, run: TrainingRun, items: list[dict]) -> dict[str, float]:
+        """Held-out scores of the EMA model, named val_*."""
+        return {}
+
+    def sample(self, run: TrainingRun, log: RunLog, step: int, item: dict) -> None:
+        """Log generated audio for a held-out item (rank 0 only)."""
+
+    def model_extra(self, run: TrainingRun) -> dict:
+        """Metadata stored in RUN/model/config.json besides the step and the data folder."""
+        return {}
+
+    def saved(self, run: TrainingRun, model_dir: Path) -> None:
+        """Called after RUN/model is written, to put files beside it."""
+
+
+def to_device(batch: dict, device: torch.device, with_speaker: bool) -> dict:
+    """Move a batch to `device`; drop speaker ids for a model without speakers."""
+    moved = {name: value.to(device, non_blocking=True) for name, value in batch.items()}
+    if not with_speaker:
+        moved["speaker"] = None
+    return moved
+
+
+def autocast(run: TrainingRun):
+    """bf16/fp16 autocast on GPU; CPU training stays in fp32."""
+    if run.processes.device.type != "cuda" or run.config.amp == "none":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if run.config.amp == "bf16" else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def set_learning_rate(run: TrainingRun, step: int) -> float:
+    """Put the scheduled rate of `step` into the optimizer; returns it."""
+    config = run.config
+    lr = learning_rate(step, config.lr, config.warmup_steps, config.lr_half_life, config.min_lr)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def weighted_total(losses: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
+    """total = sum(weights[k] * losses[k]) over the weighted terms (every one must be present)."""
+    return sum(weight * losses[name] for name, weight in weights.items())
+
+
+def optimizer_update(run: TrainingRun, total: torch.Tensor, step: int) -> dict[str, float]:
+    """Backward, clip, Adam step (through the loss scaler), then the EMA update.
+
+    Returns:
+        dict: {"grad_norm": global gradient norm before clipping}.
+    """
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(total).backward()
+    run.scaler.unscale_(run.optimizer)
+    grad_norm = nn.utils.clip_grad_norm_(run.model.parameters(), run.config.grad_clip)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    update_ema(run.ema, run.model, run.config.ema_decay, step)
+    return {"grad_norm": float(grad_norm)}
+
+
+def new_run(
+    config: RunConfig,
+    corpus: PreparedCorpus,
+    processes: distributed.Processes,
+    out: Path,
+    model: nn.Module,
+) -> TrainingRun:
+    """Wrap a freshly initialised `model` (on its device, in train mode) with EMA and Adam."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.adam_betas)
+    fp16 = processes.device.type == "cuda" and config.amp == "fp16"
+    scaler = torch.amp.GradScaler("cuda", enabled=fp16)
+    module = distributed.wrap(model, processes)
+    return TrainingRun(
+        config, corpus, processes, out, model, module, ema_copy(model), optimizer, scaler
+    )
+
+
+def save_checkpoint(run: TrainingRun, job: Job, step: int) -> None:
+    """Training state to RUN/checkpoint, the EMA model to RUN/model (rank 0 only)."""
+    if not run.processes.is_main:
+        return
+    state = {
+        "step": step,
+        "model": run.model.state_dict(),
+        "ema": run.ema.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "rng": capture_rng(),
+        "config": run.config.model_dump(mode="json"),
+    }
+    save_state(run.out / "checkpoint", state)
+    extra = {"step": step, "data": str(run.corpus.root), **job.model_extra(run)}
+    job.saved(run, save_model(run.ema, run.out / "model", extra=extra))
+
+
+def restore_checkpoint(run: TrainingRun) -> int:
+    """Load RUN/checkpoint into `run` (on every rank); returns the step it was saved at."""
+    state = load_state(run.out / "checkpoint")
+    run.model.load_state_dict(state["model"])
+    run.ema.load_state_dict(state["ema"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    if state["scaler"]:
+        run.scaler.load_state_dict(state["scaler"])
+    if run.processes.is_main:
+        restore_rng(state["rng"])
+    return int(state["step"])
+
+
+def _due(done: int, every: int, last: int) -> bool:
+    """Whether a periodic task runs after `done` steps: every `every` steps, and at the end."""
+    return done % every == 0 or done == last
+
+
+def _mean(values: list[float | None]) -> float | None:
+    """Mean of the values that were computed; None when none was (a term switched off)."""
+    present = [value for value in values if value is not None]
+    return sum(present) / len(present) if present else None
+
+
+def _summary(run, job, window, speed, items, evaluate) -> dict[str, float | None]:
+    """One metrics line: the window's mean losses, the last lr, speed, held-out scores if due."""
+    record = {name: _mean([w[name] for w in window]) for name in window[0]}
+    record.update(lr=window[-1]["lr"], samples_per_s=speed)
+    if evaluate and run.processes.is_main:
+        record.update(job.evaluate(run, items))
+    return record
+
+
+def fit(run: TrainingRun, job: Job, log: RunLog, start_step: int) -> None:
+    """Train from `start_step` to `config.steps`, logging, evaluating and checkpointing.
+
+    samples_per_s counts the audio samples of every rank's crops per second of data loading
+    and training steps; evaluation, sampling and checkpoints are left out of the time.
+    """
+    config, processes, spec = run.config, run.processes, run.corpus.spec
+    loader = make_loader(
+        job.crops(run), start_step, config.steps, config.batch_size, config.num_workers
+    )
+    items = job.validation(run)
+    samples_per_step = config.batch_size * spec.samples_for(config.segment_frames)
+    samples_per_step *= processes.world_size
+    with_speaker = bool(run.model.config.speakers)
+    progress = tqdm(
+        total=config.steps,
+        initial=start_step,
+        disable=not processes.is_main,
+        desc=job.name,
+        unit="step",
+        dynamic_ncols=True,
+    )
+    window: list[dict] = []
+    seconds, last = 0.0, time.perf_counter()
+    for step, batch in enumerate(loader, start=start_step):
+        window.append(job.step(run, to_device(batch, processes.device, with_speaker), step))
+        seconds += time.perf_counter() - last
+        done, speed = step + 1, len(window) * samples_per_step / seconds
+        headline = window[-1].get(job.headline)
+        shown = "-" if headline is None else f"{headline:.3f}"
+        progress.set_postfix({job.headline: shown, "samples_per_s": f"{speed:.0f}"})
+        progress.update(1)
+        if _due(done, config.log_every, config.steps):
+            evaluate = _due(done, config.eval_every, config.steps)
+            log.scalars(done, _summary(run, job, window, speed, items, evaluate))
+            window, seconds = [], 0.0
+        if processes.is_main and config.sample_every and done % config.sample_every == 0:
+            job.sample(run, log, done, items[0])
+        if _due(done, config.checkpoint_every, config.steps):
+            save_checkpoint(run, job, done)
+            distributed.barrier(processes)
+        last = time.perf_counter()
+    progress.close()
+
+
+def check_run_dir(out: Path, resume: bool) -> None:
+    """Refuse to overwrite a run, or to resume one that has no checkpoint."""
+    if resume and not has_state(out / "checkpoint"):
+        raise ConfigError(f"{out}: no checkpoint to resume from")
+    if not resume and has_state(out / "checkpoint"):
+        raise ConfigError(f"{out}: already holds a checkpoint; pass --resume or another --out")
+
+
+def run_job(
+    config: RunConfig,
+    corpus: PreparedCorpus,
+    out: Path,
+    resume: bool,
+    device: torch.device,
+    build_model: Callable[[], nn.Module],
+    make_job: Callable[[distributed.Processes], Job],
+) -> Path:
+    """Run a job alone or as one rank under torchrun; returns RUN/model, the EMA model.
+
+    Args:
+        config (RunConfig): The resolved config, saved to RUN/config.yaml.
+        corpus (PreparedCorpus): The training data.
+        out (Path): The run directory (config.yaml, metrics.jsonl, tensorboard/,
+            checkpoint/, model/).
+        resume (bool): Continue from RUN/checkpoint.
+        device (torch.device): Where to train (each DDP rank takes its local GPU).
+        build_model (Callable): A new model to train, built after seeding with config.seed.
+        make_job (Callable): The job, given where this process stands (after the run
+            directory exists, so rank 0 may write to it).
+    """
+    processes = distributed.setup(device)
+    try:
+        if processes.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            save_config(config, out / CONFIG_FILE)
+        job = make_job(processes)
+        torch.manual_seed(config.seed)
+        model = build_model().to(processes.device).train()
+        run = new_run(config, corpus, processes, out, model)
+        start_step = restore_checkpoint(run) if resume else 0
+        log = RunLog(out, start_step, processes.is_main)
+        try:
+            fit(run, job, log, start_step)
+        finally:
+            log.close()
+    finally:
+        distributed.teardown(processes)
+    return out / "model"
