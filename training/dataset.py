@@ -127,13 +127,20 @@ class SegmentCrops(Dataset):
         lengths = np.array([u.frames for u in utterances], dtype=np.float64)
         self.weights = lengths / lengths.sum()
 
-    def __getitem__(self, key: tuple[int, int]) -> dict[str, np.ndarray | int]:
-        step, slot = key
+    def draw(self, step: int, slot: int) -> tuple[Utterance, int]:
+        """The utterance and start frame of batch slot `slot` at `step`."""
         rng = np.random.default_rng([self.seed, self.rank, step, slot])
         utterance = self.utterances[rng.choice(len(self.utterances), p=self.weights)]
         start = int(rng.integers(0, max(utterance.frames - self.segment_frames, 0) + 1))
+        return utterance, start
+
+    def item(self, utterance: Utterance, start: int) -> dict[str, np.ndarray | int]:
+        """The crop of `utterance` from frame `start`; subclasses add per-frame labels."""
         audio, mel = crop(utterance, start, self.segment_frames, self.spec)
         return {"audio": audio, "mel": mel, "speaker": utterance.speaker_id}
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, np.ndarray | int]:
+        return self.item(*self.draw(*key))
 
 
 class StepBatches(Sampler):
@@ -151,12 +158,13 @@ class StepBatches(Sampler):
 
 
 def collate(items: list[dict]) -> dict[str, torch.Tensor]:
-    """Stack crops: audio (B, T), mel (B, n_mels, F), speaker (B,)."""
-    return {
-        "audio": torch.from_numpy(np.stack([item["audio"] for item in items])),
-        "mel": torch.from_numpy(np.stack([item["mel"] for item in items])),
-        "speaker": torch.tensor([item["speaker"] for item in items], dtype=torch.long),
-    }
+    """Stack crops: audio (B, T), mel (B, n_mels, F), speaker (B,), and any other array
+    field (e.g. per-frame labels (B, F)) stacked along a new batch axis."""
+    batch = {"speaker": torch.tensor([item["speaker"] for item in items], dtype=torch.long)}
+    for name in items[0]:
+        if name != "speaker":
+            batch[name] = torch.from_numpy(np.stack([item[name] for item in items]))
+    return batch
 
 
 def make_loader(

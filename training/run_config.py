@@ -6,6 +6,7 @@ Each job (`train-teacher`, `train-classifier`, `distill`) subclasses `RunConfig`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -71,7 +72,7 @@ def resolve_run_config(
     schema: type[RunConfigT],
     speakers: list[str],
     steps: int | None = None,
-    **model_fields,
+    derive: Callable[[RunConfigT], dict] | None = None,
 ) -> RunConfigT:
     """Load a run config and give its `model` section the corpus's speakers.
 
@@ -80,11 +81,12 @@ def resolve_run_config(
         schema (type): The job's RunConfig subclass; its `model` has a `speakers` field.
         speakers (list[str]): The corpus's speaker names (index = id).
         steps (int | None): Overrides `steps` when given.
-        **model_fields: Further `model` fields the job derives (e.g. a classifier's units).
+        derive (Callable | None): Further `model` fields the job derives from the loaded
+            config (e.g. a classifier's unit names from n_units).
 
     Raises:
-        ConfigError: for unknown keys or bad values (naming them), or a speaker list in the
-            file that differs from the corpus's.
+        ConfigError: for unknown keys or bad values (naming them), or a speaker list (or a
+            derived field) written in the file that differs from the one derived.
     """
     config = load_config(path, schema, steps=steps)
     listed = list(config.model.speakers)
@@ -92,7 +94,11 @@ def resolve_run_config(
         raise ConfigError(
             f"{path}: model.speakers {listed} differs from the corpus's speakers {speakers}"
         )
-    fields = {**config.model.model_dump(), **model_fields, "speakers": speakers}
+    derived = derive(config) if derive else {}
+    for name, value in derived.items():
+        if name in config.model.model_fields_set and getattr(config.model, name) != value:
+            raise ConfigError(f"{path}: model.{name} differs from the one derived: {value}")
+    fields = {**config.model.model_dump(), **derived, "speakers": speakers}
     model = type(config.model).model_validate(fields)
     return config.model_copy(update={"model": model})
 

@@ -8,13 +8,14 @@ units sit exactly on the FeatureSpec's frames.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torchaudio.functional as AF
 from sklearn.cluster import MiniBatchKMeans
 
-__all__ = ["UnitModel", "fit_units", "mfcc_from_mel"]
+__all__ = ["UnitModel", "fit_units", "load_units", "mfcc_from_mel", "save_units", "unit_names"]
 
 
 def mfcc_from_mel(mel: torch.Tensor, n_mfcc: int = 13) -> torch.Tensor:
@@ -69,3 +70,26 @@ def fit_units(
     kmeans = MiniBatchKMeans(n_clusters=n_units, random_state=seed, n_init=3, batch_size=4096)
     kmeans.fit((frames - mean) / std)
     return UnitModel(mean, std, kmeans.cluster_centers_.astype(np.float32))
+
+
+def unit_names(count: int) -> list[str]:
+    """Labels of `count` pseudo-phone clusters: unit0, unit1, ..."""
+    return [f"unit{index}" for index in range(count)]
+
+
+def save_units(model: UnitModel, path: str | Path) -> None:
+    """Write the unit model as an .npz of plain float32 arrays (mean, std, centres), atomically."""
+    import io
+
+    from wavenet.checkpoint import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    arrays = {"mean": model.mean, "std": model.std, "centres": model.centres}
+    np.savez(buffer, **{name: np.asarray(a, dtype=np.float32) for name, a in arrays.items()})
+    atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def load_units(path: str | Path) -> UnitModel:
+    """Read a unit model written by `save_units` (no pickle)."""
+    with np.load(path, allow_pickle=False) as arrays:
+        return UnitModel(arrays["mean"], arrays["std"], arrays["centres"])

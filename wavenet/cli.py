@@ -105,6 +105,37 @@ def _train_teacher(args: argparse.Namespace) -> None:
         print(f"teacher (EMA weights) saved to {model}", file=sys.stderr)
 
 
+def _train_classifier(args: argparse.Namespace) -> None:
+    import os
+
+    from training.train_classifier import train_classifier
+
+    device = resolve_device(args.device)
+    model = train_classifier(args.data, args.out, args.config, args.steps, args.resume, device)
+    if os.environ.get("RANK", "0") == "0":
+        print(f"classifier (EMA weights) saved to {model}", file=sys.stderr)
+
+
+def _distill(args: argparse.Namespace) -> None:
+    import os
+
+    from training.distill import distill
+
+    device = resolve_device(args.device)
+    model = distill(
+        args.teacher,
+        args.classifier,
+        args.data,
+        args.out,
+        args.config,
+        args.steps,
+        args.resume,
+        device,
+    )
+    if os.environ.get("RANK", "0") == "0":
+        print(f"student (EMA weights) saved to {model}", file=sys.stderr)
+
+
 def _evaluate(args: argparse.Namespace) -> None:
     from training.evaluate import evaluate, markdown_table
 
@@ -202,6 +233,47 @@ def _add_train_teacher(commands) -> None:
     train.set_defaults(handler=_train_teacher)
 
 
+def _add_train_classifier(commands) -> None:
+    train = commands.add_parser(
+        "train-classifier",
+        help="train the speech classifier behind the distillation's perceptual loss",
+        description="Fit pseudo-phone units (k-means over the MFCC frames of the train split) "
+        "and train a WaveNet-like classifier on random crops to predict each frame's unit and "
+        "the speaker. Under `torchrun` it trains with DDP. RUN gets config.yaml, units.npz, "
+        "metrics.jsonl (with held-out accuracy), tensorboard/, checkpoint/ and model/.",
+    )
+    train.add_argument("--data", required=True, help="prepared corpus folder")
+    train.add_argument("--out", required=True, help="run folder")
+    train.add_argument("--config", help="YAML ClassifierTrainConfig (default: built-in defaults)")
+    train.add_argument("--steps", type=int, help="total training steps (overrides the config)")
+    train.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint")
+    train.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    train.set_defaults(handler=_train_classifier)
+
+
+def _add_distill(commands) -> None:
+    distill = commands.add_parser(
+        "distill",
+        help="distil a Parallel WaveNet student from a trained teacher",
+        description="Probability density distillation: the student's own samples are scored "
+        "by the frozen teacher (exact KL), plus power, multi-resolution STFT, perceptual and "
+        "contrastive losses, each weighted in the config (0 = off). Under `torchrun` it trains "
+        "with DDP. RUN gets config.yaml, metrics.jsonl, tensorboard/, checkpoint/ and model/ "
+        "(the EMA student).",
+    )
+    distill.add_argument("--teacher", required=True, help="teacher checkpoint directory")
+    distill.add_argument(
+        "--classifier", help="classifier checkpoint directory (needed for the perceptual loss)"
+    )
+    distill.add_argument("--data", required=True, help="prepared corpus folder")
+    distill.add_argument("--out", required=True, help="run folder")
+    distill.add_argument("--config", help="YAML DistillConfig (default: built-in defaults)")
+    distill.add_argument("--steps", type=int, help="total training steps (overrides the config)")
+    distill.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint")
+    distill.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    distill.set_defaults(handler=_distill)
+
+
 def _add_evaluate(commands) -> None:
     evaluate = commands.add_parser(
         "evaluate",
@@ -260,6 +332,8 @@ SUBCOMMANDS = [
     _add_corpus,
     _add_prepare,
     _add_train_teacher,
+    _add_train_classifier,
+    _add_distill,
     _add_evaluate,
     _add_bench,
 ]
