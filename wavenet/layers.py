@@ -271,10 +271,28 @@ class Conditioner(nn.Module):
         self.n_speakers = n_speakers
 
     def project(
-        self, mel: torch.Tensor, speaker: torch.Tensor | None = None
+        self,
+        mel: torch.Tensor,
+        speaker: torch.Tensor | None = None,
+        mel_lengths: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Frame-rate conditioning (B, out_channels, F) and speaker bias (B, out_channels, 1)."""
-        return self.projection(self.encoder(mel)), self.speaker_bias(speaker)
+        """Frame-rate conditioning (B, out_channels, F) and speaker bias (B, out_channels, 1).
+
+        With `mel_lengths` (B,), the real frames of each item of a zero-padded batch, each
+        item is encoded on its own frames and zeros follow, so that it is conditioned exactly
+        as if it were alone (the encoder looks a few frames ahead).
+        """
+        bias = self.speaker_bias(speaker)
+        if mel_lengths is None:
+            return self.projection(self.encoder(mel)), bias
+        items = [
+            F.pad(
+                self.projection(self.encoder(mel[index : index + 1, :, :length])),
+                (0, mel.shape[-1] - length),
+            )
+            for index, length in enumerate(mel_lengths.tolist())
+        ]
+        return torch.cat(items), bias
 
     def speaker_bias(self, speaker: torch.Tensor | None) -> torch.Tensor | None:
         """Projected speaker embedding (B, out_channels, 1), or None without a speaker."""

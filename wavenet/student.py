@@ -166,15 +166,7 @@ class Student(nn.Module):
         """
         if mel.dim() != 3 or mel.shape[1] != self.spec.n_mels:
             raise ValueError(f"mel must be (B, {self.spec.n_mels}, frames), got {tuple(mel.shape)}")
-        if mel_lengths is None:
-            frames, bias = self.conditioner.project(mel, speaker)
-        else:
-            items = [
-                self.conditioner.project(mel[i : i + 1, :, :n])[0]
-                for i, n in enumerate(mel_lengths.tolist())
-            ]
-            frames = torch.cat([F.pad(item, (0, mel.shape[-1] - item.shape[-1])) for item in items])
-            bias = self.conditioner.speaker_bias(speaker)
+        frames, bias = self.conditioner.project(mel, speaker, mel_lengths)
         if self.config.upsample == "interpolate":
             return self.conditioner.upsample(frames, bias)
         return frames if bias is None else frames + bias

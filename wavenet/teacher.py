@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
@@ -270,7 +269,7 @@ class Teacher(nn.Module):
         else:
             self._check_inputs(mel.new_zeros(mel.shape[0], 0), mel)
             batch, num_frames = mel.shape[0], mel.shape[-1]
-            frames, bias = self._project_items(mel, speaker, mel_lengths)
+            frames, bias = self.conditioner.project(mel, speaker, mel_lengths)
             spans = [
                 (start, start + frames_per_chunk)
                 for start in range(0, num_frames, frames_per_chunk)
@@ -290,19 +289,6 @@ class Teacher(nn.Module):
                 cache.previous = mulaw.class_centres(drawn).to(cache.previous.dtype)
                 classes[:, t] = drawn
             yield mulaw.decode(classes)
-
-    def _project_items(
-        self, mel: torch.Tensor, speaker: torch.Tensor | None, mel_lengths: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Frame-rate conditioning; with `mel_lengths`, each item projected on its own frames."""
-        if mel_lengths is None:
-            return self.conditioner.project(mel, speaker)
-        frames = []
-        for index, frame_count in enumerate(mel_lengths.tolist()):
-            item, _ = self.conditioner.project(mel[index : index + 1, :, :frame_count])
-            # Zero frames beyond the item's end contribute nothing, as if it were alone.
-            frames.append(F.pad(item, (0, mel.shape[-1] - frame_count)))
-        return torch.cat(frames), self.conditioner.speaker_bias(speaker)
 
 
 def _sample(logits: torch.Tensor, temperature: float, generator: torch.Generator | None):
