@@ -1,0 +1,258 @@
+"""Probability density distillation (`wavenet distill`): a Parallel WaveNet student from a teacher.
+
+Each step crops segments (audio y, mel c, speaker), draws z ~ Logistic(0, 1), runs the student
+x = g(z | c), and scores x with the frozen teacher (run once, on the student's own sample) and
+the other switched-on terms (`training.distill_losses`); total = sum(weight * term). The
+teacher and the classifier are loaded frozen (`eval()`, `requires_grad_(False)`): gradients
+flow through them into the student, never into their weights. The run itself (optimizer, EMA,
+AMP, DDP, checkpoints, resume, logs) is the shared loop of `training.loop`; RUN/model is the
+EMA student.
+
+metrics.jsonl rows carry step, kl, cross_entropy, entropy, power, stft, perceptual,
+contrastive (null when the term was off for the whole logging window), total, grad_norm, lr,
+samples_per_s, and on evaluation steps val_kl, val_cross_entropy, val_entropy (EMA student).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from pydantic import ValidationError
+from torch import nn
+
+from training import distributed
+from training.config import ConfigError
+from training.dataset import PreparedCorpus, load_prepared
+from training.distill_config import DistillConfig, active_weights, resolve_distill_config
+from training.distill_losses import LOGGED_TERMS, distill_losses, held_out_kl, noise_for
+from training.loop import (
+    Job,
+    TrainingRun,
+    autocast,
+    check_run_dir,
+    optimizer_update,
+    run_job,
+    set_learning_rate,
+    weighted_total,
+)
+from training.monitor import RunLog, read_metrics
+from training.run_config import config_source
+from wavenet.checkpoint import load_model, read_config
+from wavenet.errors import CheckpointError
+from wavenet.features import FeatureSpec
+from wavenet.student import Student
+
+__all__ = [
+    "DistillJob",
+    "TeacherWarning",
+    "check_models",
+    "distill",
+    "load_frozen",
+    "teacher_nll_warning",
+    "train_step",
+]
+
+
+class TeacherWarning(UserWarning):
+    """The teacher looks too weak to distil a good student from."""
+
+
+def _frozen_document(directory: str | Path, kind: str) -> tuple[FeatureSpec, dict]:
+    """The feature spec and architecture config of a checkpoint of `kind` (config.json only)."""
+    document = read_config(directory)
+    if document["kind"] != kind:
+        raise ConfigError(f"{directory}: a {document['kind']} checkpoint, expected a {kind}")
+    try:
+        return FeatureSpec.model_validate(document["spec"]), document["config"]
+    except ValidationError as error:
+        raise CheckpointError(f"{directory}: invalid feature spec ({error})") from None
+
+
+def _differences(ours: FeatureSpec, theirs: FeatureSpec) -> str:
+    mine, other = ours.model_dump(), theirs.model_dump()
+    return ", ".join(
+        f"{key} {other[key]} vs {mine[key]}" for key in mine if mine[key] != other[key]
+    )
+
+
+def check_models(
+    config: DistillConfig,
+    corpus: PreparedCorpus,
+    teacher_dir: str | Path,
+    classifier_dir: str | Path | None,
+) -> None:
+    """Check that the teacher and classifier fit the student and its data before any work.
+
+    Raises:
+        ConfigError: when the teacher's FeatureSpec or speakers differ from the student's
+            (which are the data's), the classifier's sample rate differs, the perceptual loss
+            is on without a classifier, or a crop is too short for a spectral loss's STFT.
+    """
+    teacher_spec, teacher_config = _frozen_document(teacher_dir, "teacher")
+    if teacher_spec != corpus.spec:
+        differences = _differences(corpus.spec, teacher_spec)
+        raise ConfigError(
+            f"{teacher_dir}: the teacher's FeatureSpec differs from the student's ({differences})"
+        )
+    speakers = list(teacher_config.get("speakers", []))
+    if speakers != list(config.model.speakers):
+        raise ConfigError(
+            f"{teacher_dir}: the teacher's speakers {speakers} differ from the student's "
+            f"(the data's) {list(config.model.speakers)}"
+        )
+    if config.loss_weights.perceptual > 0:
+        if classifier_dir is None:
+            raise ConfigError("loss_weights.perceptual > 0 needs a classifier (--classifier)")
+        classifier_spec, _ = _frozen_document(classifier_dir, "classifier")
+        if classifier_spec.sample_rate != corpus.spec.sample_rate:
+            raise ConfigError(
+                f"{classifier_dir}: the classifier's sample rate {classifier_spec.sample_rate} "
+                f"differs from the student's {corpus.spec.sample_rate}"
+            )
+    _check_stft_sizes(config, corpus.spec)
+
+
+def _check_stft_sizes(config: DistillConfig, spec: FeatureSpec) -> None:
+    """A centred STFT pads n_fft / 2 by reflection, which needs a longer crop than that."""
+    sizes = [config.power_fft[0]] if config.loss_weights.power else []
+    if config.loss_weights.stft:
+        sizes += [n_fft for n_fft, _ in config.stft_resolutions]
+    samples = spec.samples_for(config.segment_frames)
+    if sizes and max(sizes) // 2 >= samples:
+        raise ConfigError(
+            f"segment_frames {config.segment_frames} gives {samples} samples, too few for an "
+            f"STFT of n_fft {max(sizes)}; use longer crops or smaller n_fft"
+        )
+
+
+def teacher_nll_warning(teacher_dir: str | Path, gate: float | None) -> str | None:
+    """Why the teacher looks too weak: its run's last val_nll above `gate`, else None.
+
+    The teacher's run is the parent of its checkpoint directory (RUN/model); a teacher with
+    no metrics.jsonl there (a copied checkpoint) is not checked.
+    """
+    if gate is None:
+        return None
+    run = Path(teacher_dir).resolve().parent
+    values = [r["val_nll"] for r in read_metrics(run) if r.get("val_nll") is not None]
+    if not values or values[-1] <= gate:
+        return None
+    return (
+        f"the teacher's last held-out NLL, {values[-1]:.3f} bits/sample in "
+        f"{run / 'metrics.jsonl'}, is above teacher_nll_gate {gate}: a bad teacher makes a "
+        "bad student"
+    )
+
+
+def load_frozen(directory: str | Path, device: torch.device) -> nn.Module:
+    """A checkpoint in eval mode with gradients off for its weights."""
+    return load_model(directory, device=device).eval().requires_grad_(False)
+
+
+def train_step(run: TrainingRun, job: DistillJob, batch: dict, step: int) -> dict:
+    """One optimizer update of the student.
+
+    Returns:
+        dict: Every name of LOGGED_TERMS (None for a term not computed), total, grad_norm, lr.
+    """
+    config, processes = run.config, run.processes
+    lr = set_learning_rate(run, step)
+    weights = active_weights(config, step)
+    shape = tuple(batch["audio"].shape)
+    z = noise_for(shape, config.seed, processes.rank, step, processes.device)
+    with autocast(run):
+        losses = distill_losses(run.module, job.teacher, job.classifier, batch, z, weights, config)
+    total = weighted_total(losses, weights)
+    stats = optimizer_update(run, total, step)
+    named = {
+        name: float(losses[name].detach()) if name in losses else None for name in LOGGED_TERMS
+    }
+    return {**named, "total": float(total.detach()), **stats, "lr": lr}
+
+
+class DistillJob(Job):
+    """Distillation steps; held-out KL of the EMA student; its generated audio.
+
+    Args:
+        teacher (nn.Module): The frozen teacher.
+        classifier (nn.Module | None): The frozen classifier, when the perceptual loss is on.
+        teacher_dir (Path): Where the teacher came from (recorded in RUN/model).
+    """
+
+    name = "distill"
+    headline = "total"
+
+    def __init__(self, teacher: nn.Module, classifier: nn.Module | None, teacher_dir: Path):
+        self.teacher, self.classifier, self.teacher_dir = teacher, classifier, teacher_dir
+
+    def step(self, run: TrainingRun, batch: dict, step: int) -> dict:
+        return train_step(run, self, batch, step)
+
+    def evaluate(self, run: TrainingRun, items: list[dict]) -> dict[str, float]:
+        device, seed = run.processes.device, run.config.seed
+        scores = held_out_kl(run.ema, self.teacher, items, device, seed)
+        return {f"val_{name}": value for name, value in scores.items()}
+
+    def sample(self, run: TrainingRun, log: RunLog, step: int, item: dict) -> None:
+        """Generate a held-out clip in one parallel pass and log it beside the real one."""
+        device = run.processes.device
+        mel = item["mel"][..., : run.config.sample_frames].to(device)
+        speaker = item["speaker"].to(device) if run.model.config.speakers else None
+        generator = torch.Generator(device=device).manual_seed(run.config.seed)
+        generated = run.ema.generate(mel, speaker, generator=generator)[0].float().cpu()
+        log.sample(step, item["audio"][0, : generated.numel()], generated, run.corpus.spec)
+
+    def model_extra(self, run: TrainingRun) -> dict:
+        return {"teacher": str(self.teacher_dir)}
+
+
+def distill(
+    teacher: str | Path,
+    classifier: str | Path | None,
+    data: str | Path,
+    out: str | Path,
+    config_path: str | Path | None = None,
+    steps: int | None = None,
+    resume: bool = False,
+    device: torch.device | str = "cpu",
+) -> Path:
+    """Distil a student from `teacher`; alone, or as one rank under torchrun.
+
+    Args:
+        teacher (str | Path): Teacher checkpoint directory (e.g. a train-teacher RUN/model).
+        classifier (str | Path | None): Classifier checkpoint; needed for the perceptual loss.
+        data (str | Path): A folder written by `wavenet prepare` (the teacher's features).
+        out (str | Path): The run directory.
+        config_path (str | Path | None): YAML DistillConfig; on resume, RUN/config.yaml.
+        steps (int | None): Total steps, overriding the config.
+        resume (bool): Continue from RUN/checkpoint.
+        device (torch.device | str): Where to train.
+
+    Returns:
+        Path: RUN/model, the EMA student.
+
+    Raises:
+        ConfigError: for a bad config, data folder or run directory, or a teacher or
+            classifier that does not fit the student (see `check_models`).
+    """
+    out = Path(out)
+    check_run_dir(out, resume)
+    corpus = load_prepared(data)
+    config = resolve_distill_config(config_source(config_path, out, resume), corpus.speakers, steps)
+    check_models(config, corpus, teacher, classifier)
+
+    def make_job(processes: distributed.Processes) -> DistillJob:
+        frozen_teacher = load_frozen(teacher, processes.device)
+        perceptual = config.loss_weights.perceptual > 0
+        frozen_classifier = load_frozen(classifier, processes.device) if perceptual else None
+        message = teacher_nll_warning(teacher, config.teacher_nll_gate)
+        if message and processes.is_main:
+            warnings.warn(message, TeacherWarning, stacklevel=2)
+        return DistillJob(frozen_teacher, frozen_classifier, Path(teacher))
+
+    def build_model() -> Student:
+        return Student(config.model, corpus.spec)
+
+    return run_job(config, corpus, out, resume, torch.device(device), build_model, make_job)

@@ -1,0 +1,122 @@
+"""The configuration of a distillation run: YAML keys map onto `DistillConfig`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from training.run_config import RunConfig, resolve_run_config
+from wavenet.student import StudentConfig
+
+__all__ = [
+    "TEACHER_TERMS",
+    "DistillConfig",
+    "KLWarmup",
+    "LossWeights",
+    "active_weights",
+    "resolve_distill_config",
+]
+
+# The terms that need the teacher; the KL warm-up ramps them in together.
+TEACHER_TERMS = ("kl", "contrastive")
+
+
+class LossWeights(BaseModel):
+    """Weight of each distillation term: total = sum(weight * term). 0 switches a term off,
+    and a term that is off is not computed at all (its metrics are null)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kl: float = Field(1.0, ge=0, description="KL(P_S || P_T), exact, in nats per sample.")
+    power: float = Field(0.0, ge=0, description="Time-averaged STFT power (the paper's).")
+    stft: float = Field(0.0, ge=0, description="Frame-wise multi-resolution STFT magnitude.")
+    perceptual: float = Field(0.0, ge=0, description="Classifier feature Gram matrices.")
+    contrastive: float = Field(
+        0.0, ge=0, description="KL(c1) - gamma KL(c2), c2 another utterance's conditioning."
+    )
+
+
+class KLWarmup(BaseModel):
+    """Spectral-only training first, then the teacher terms (KL, contrastive) ramp in."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    spectral_steps: int = Field(
+        0, ge=0, description="Steps with the teacher terms off (the teacher is not run)."
+    )
+    ramp_steps: int = Field(
+        0, ge=0, description="Then their weight rises linearly from 0 to full over this many."
+    )
+
+    def factor(self, step: int) -> float:
+        """Share of the full teacher-term weight at `step` (0-based): 0, then a ramp, then 1."""
+        if step < self.spectral_steps:
+            return 0.0
+        if self.ramp_steps == 0:
+            return 1.0
+        return min(1.0, (step - self.spectral_steps + 1) / self.ramp_steps)
+
+
+class DistillConfig(RunConfig):
+    """Everything a distillation run needs besides its data and the frozen models."""
+
+    model: StudentConfig = Field(
+        default_factory=StudentConfig,
+        description="Student architecture; speakers come from the corpus (= the teacher's).",
+    )
+    loss_weights: LossWeights = Field(default_factory=LossWeights, description="Term weights.")
+    kl_warmup: KLWarmup = Field(default_factory=KLWarmup, description="Optional KL warm-up.")
+    contrastive_gamma: float = Field(
+        0.3, ge=0, description="gamma of the contrastive loss (the paper's 0.3)."
+    )
+    power_fft: tuple[int, int] = Field(
+        (1024, 256), description="(n_fft, hop) of the power loss's STFT."
+    )
+    stft_resolutions: list[tuple[int, int]] = Field(
+        [(512, 128), (1024, 256), (2048, 512)],
+        min_length=1,
+        description="(n_fft, hop) of each resolution of the multi-resolution STFT loss.",
+    )
+    teacher_nll_gate: float | None = Field(
+        6.0,
+        description="Warn when the teacher's last held-out NLL (bits/sample, from its run's "
+        "metrics.jsonl) is above this; null for no check.",
+    )
+    sample_frames: int = Field(64, gt=0, description="Frames of the logged generated clip.")
+    ema_decay: float = Field(
+        0.9999, ge=0, lt=1, description="EMA of the weights; the EMA student is the one saved."
+    )
+
+    @model_validator(mode="after")
+    def _check_weights(self) -> DistillConfig:
+        weights = self.loss_weights.model_dump()
+        if not any(weights.values()):
+            raise ValueError("loss_weights: every weight is 0, nothing to train")
+        spectral = [name for name, w in weights.items() if w and name not in TEACHER_TERMS]
+        if self.kl_warmup.spectral_steps and not spectral:
+            raise ValueError("kl_warmup.spectral_steps needs a power, stft or perceptual weight")
+        if self.loss_weights.contrastive and self.batch_size < 2:
+            raise ValueError("the contrastive loss needs batch_size >= 2 (c2 = another item)")
+        return self
+
+
+def active_weights(config: DistillConfig, step: int) -> dict[str, float]:
+    """The weight of every term that is on at `step`; terms with weight 0 are left out."""
+    factor = config.kl_warmup.factor(step)
+    weights = {
+        name: weight * (factor if name in TEACHER_TERMS else 1.0)
+        for name, weight in config.loss_weights.model_dump().items()
+    }
+    return {name: weight for name, weight in weights.items() if weight > 0}
+
+
+def resolve_distill_config(
+    path: str | Path | None, speakers: list[str], steps: int | None = None
+) -> DistillConfig:
+    """Load a distillation config; the student gets the corpus's speakers.
+
+    Raises:
+        ConfigError: for unknown keys or bad values (naming them).
+    """
+    return resolve_run_config(path, DistillConfig, speakers, steps)
