@@ -3,8 +3,11 @@
 Copy synthesis vocodes the real mels of a few held-out clips and scores the audio against
 the real waveform. Teacher sampling takes one network step per sample, so all clips are
 sampled together in one zero-padded batch, and sampling stops when `max_seconds` is spent;
-each clip is then scored over the part that was made. Griffin-Lim (32 iterations) inverts the
-same mel frames, so every report carries its own baseline.
+each clip is then scored over the part that was made. A student makes each clip in one
+parallel pass. Griffin-Lim (32 iterations) inverts the same mel frames, so every report
+carries its own baseline. A student given its teacher is also scored by its KL to the
+teacher on the first `KL_FRAMES` frames of every held-out clip (nats per sample: the exact
+KL of distillation, the teacher run on the student's own sample).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training import metrics
+from training.config import ConfigError
 from training.dataset import crop, load_prepared
 from training.dataset_format import DatasetError
 from training.sampling import vocode
@@ -41,8 +45,10 @@ __all__ = [
 ]
 
 GRIFFIN_LIM_ITERATIONS = 32
+KL_FRAMES = 64  # about 1 s at hop 256: the student's and teacher's context many times over
 COLUMNS = (
     ("nll_bits_per_sample", "NLL (bits/sample)"),
+    ("kl_nats_per_sample", "KL to teacher (nats/sample)"),
     ("log_mel_l1", "log-mel L1"),
     ("mrstft", "MR-STFT"),
     ("pesq_wb", "PESQ-WB"),
@@ -120,6 +126,34 @@ def teacher_nll(
             bits += float(metrics.nll_bits(logits[..., scored], classes[:, scored])) * count
             samples += count
     return bits / max(samples, 1)
+
+
+def student_kl(
+    model: nn.Module, teacher_dir: str | Path, clips: list[Clip], device: torch.device
+) -> dict[str, float]:
+    """The student's KL (and its cross-entropy and entropy) to its teacher, over held-out clips.
+
+    Raises:
+        ConfigError: if `model` is not a student, or the teacher's FeatureSpec or speakers
+            differ from the student's.
+    """
+    from training.distill_losses import held_out_kl
+
+    if model.kind != "student":
+        raise ConfigError(f"--teacher scores a student's KL; the model is a {model.kind}")
+    teacher = load_model(teacher_dir, device=device)
+    if teacher.kind != "teacher" or teacher.spec != model.spec:
+        raise ConfigError(f"{teacher_dir}: not a teacher with the student's FeatureSpec")
+    if list(teacher.config.speakers) != list(model.config.speakers):
+        raise ConfigError(f"{teacher_dir}: the teacher's speakers differ from the student's")
+    items = [
+        {
+            "mel": clip.mel[None, :, :KL_FRAMES],
+            "speaker": None if clip.speaker is None else torch.tensor([clip.speaker]),
+        }
+        for clip in clips
+    ]
+    return held_out_kl(model, teacher, items, device)
 
 
 def griffin_lim(mel: torch.Tensor, spec: FeatureSpec, seed: int = 0) -> np.ndarray:
@@ -214,11 +248,17 @@ def evaluate(
     max_seconds: float = 120.0,
     clips: int = 3,
     device: torch.device | str = "cpu",
+    teacher: str | Path | None = None,
 ) -> dict:
     """Score a model and write the report as JSON to `out`.
 
+    Args:
+        teacher (str | Path | None): For a student, its teacher's checkpoint: adds the
+            student's KL to the teacher on the held-out clips.
+
     Returns:
-        dict: The report: nll_bits_per_sample (teachers only), rows (copy synthesis and
+        dict: The report: nll_bits_per_sample (teachers only), kl_to_teacher (students given
+        a teacher: kl, cross_entropy, entropy in nats per sample), rows (copy synthesis and
         Griffin-Lim, each with log_mel_l1, mrstft, pesq_wb, stoi), clips, notes.
     """
     started = time.monotonic()
@@ -227,12 +267,14 @@ def evaluate(
     pool, split = load_clips(Path(data), spec, list(getattr(model.config, "speakers", [])))
     notes = ["the corpus has no held-out split: scored on train utterances"] * (split == "train")
     nll = teacher_nll(model, pool, torch.device(device)) if model.kind == "teacher" else None
+    kl = student_kl(model, teacher, pool, torch.device(device)) if teacher else None
     chosen = pool[: max(clips, 1)]
     # The teacher makes one sample per step, so small chunks keep close to the budget; the
     # student recomputes a receptive field of context per chunk, so it wants large ones.
     chunk = 2 if model.kind == "teacher" else 64
     mels, speakers = [clip.mel for clip in chosen], [clip.speaker for clip in chosen]
-    made = vocode(model, mels, speakers, max_seconds, frames_per_chunk=chunk)
+    sequential = model.kind == "teacher"
+    made = vocode(model, mels, speakers, max_seconds, frames_per_chunk=chunk, one_thread=sequential)
     scores = score_clips(chosen, made, spec)
     report = {
         "model": str(model_dir),
@@ -242,10 +284,12 @@ def evaluate(
         "sample_rate": spec.sample_rate,
         "nll_bits_per_sample": nll,
         "nll_utterances": len(pool) if nll is not None else 0,
+        "kl_to_teacher": kl,
         "rows": [
             {
                 **_mean_row(f"{model.kind} copy synthesis", scores["model"]),
                 "nll_bits_per_sample": nll,
+                "kl_nats_per_sample": None if kl is None else kl["kl"],
             },
             _mean_row(f"Griffin-Lim ({GRIFFIN_LIM_ITERATIONS} it.)", scores["griffin_lim"]),
         ],

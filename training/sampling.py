@@ -41,6 +41,7 @@ def vocode(
     max_seconds: float = float("inf"),
     seed: int = 0,
     frames_per_chunk: int = 2,
+    one_thread: bool = True,
 ) -> list[np.ndarray]:
     """Sample waveforms for several mels in one zero-padded batch, within a time budget.
 
@@ -51,6 +52,8 @@ def vocode(
         max_seconds (float): Stop after the chunk during which this much time has passed.
         seed (int): Seeds the sampling generator.
         frames_per_chunk (int): Frames made between checks of the budget.
+        one_thread (bool): Sample with one CPU thread: right for autoregressive models'
+            tiny steps; a parallel student's large passes want every thread.
 
     Returns:
         list[ndarray]: Waveform of each clip (frames_i * hop,), or its first part when the
@@ -63,7 +66,7 @@ def vocode(
     generator = torch.Generator(device).manual_seed(seed)
     deadline = time.monotonic() + max_seconds
     chunks = []
-    with single_threaded(device):
+    with single_threaded(device) if one_thread else contextlib.nullcontext():
         stream = model.stream(
             batch.to(device),
             speaker,

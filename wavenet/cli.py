@@ -146,6 +146,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         max_seconds=args.max_seconds,
         clips=args.clips,
         device=resolve_device(args.device),
+        teacher=args.teacher,
     )
     print(markdown_table(report))
     print(f"report written to {args.out}", file=sys.stderr)
@@ -279,7 +280,8 @@ def _add_evaluate(commands) -> None:
         "evaluate",
         help="held-out NLL and copy-synthesis scores, with a Griffin-Lim baseline row",
         description="Score a model on the held-out utterances of a prepared corpus (or on the "
-        "audio files of a folder): teacher NLL in bits per sample, and log-mel L1, "
+        "audio files of a folder): teacher NLL in bits per sample (or, for a student given "
+        "--teacher, its KL to the teacher in nats per sample), and log-mel L1, "
         "multi-resolution STFT distance, PESQ (16 kHz) and STOI of copy synthesis and of "
         "Griffin-Lim from the same mels. Writes a JSON report and prints a markdown table.",
     )
@@ -290,6 +292,9 @@ def _add_evaluate(commands) -> None:
         "--max-seconds", type=float, default=120.0, help="time budget for sampling clips"
     )
     evaluate.add_argument("--clips", type=int, default=3, help="held-out clips to synthesise")
+    evaluate.add_argument(
+        "--teacher", help="for a student: its teacher's checkpoint, to add the KL to the teacher"
+    )
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")
     evaluate.set_defaults(handler=_evaluate)
 
