@@ -1,0 +1,207 @@
+"""Distillation steps: the loss falls, switched-off terms are never computed, gradients reach
+the student (through the teacher's input) and never the frozen models, warm-up, configs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from distill_fixtures import CONFIGS, config_file, save_frozen_models
+
+from training import distributed
+from training.bench import student_layout
+from training.config import ConfigError
+from training.dataset import SegmentCrops, load_prepared, make_loader
+from training.distill import DistillJob, load_frozen, teacher_nll_warning, train_step
+from training.distill_config import active_weights, resolve_distill_config
+from training.distill_losses import LOGGED_TERMS, distill_losses, noise_for
+from training.loop import new_run, to_device
+from wavenet import Student
+
+CPU = torch.device("cpu")
+AUXILIARY = ("power", "stft", "perceptual", "contrastive")
+
+
+@pytest.fixture(scope="module")
+def frozen(prepared_corpus, tmp_path_factory):
+    """The fixture corpus, and a frozen tiny teacher and classifier for it."""
+    corpus = load_prepared(prepared_corpus)
+    teacher, classifier = save_frozen_models(corpus, tmp_path_factory.mktemp("frozen"))
+    return corpus, load_frozen(teacher, CPU), load_frozen(classifier, CPU)
+
+
+def make_run(frozen, tmp_path: Path, **overrides):
+    """A distillation run of student_tiny.yaml (with overrides) and its job, in memory."""
+    corpus, teacher, classifier = frozen
+    config = resolve_distill_config(config_file(tmp_path, **overrides), corpus.speakers)
+    torch.manual_seed(config.seed)
+    student = Student(config.model, corpus.spec).train()
+    run = new_run(config, corpus, distributed.Processes(0, 1, CPU), tmp_path, student)
+    return run, DistillJob(teacher, classifier, tmp_path)
+
+
+def train_batches(run, steps: int):
+    crops = SegmentCrops(run.corpus.train, run.corpus.spec, run.config.segment_frames, seed=0)
+    for batch in make_loader(crops, 0, steps, run.config.batch_size, 0):
+        yield to_device(batch, CPU, with_speaker=True)
+
+
+def test_the_shipped_student_configs_hold_the_paper_and_the_lean_cpu_layouts():
+    paper, lean = student_layout("student.yaml"), student_layout("student_cpu.yaml")
+    assert paper.flow_layers == [10, 10, 10, 30] and paper.residual_channels == 64
+    assert paper.kernel_size == lean.kernel_size == 3
+    assert lean.flow_layers == [6, 6, 6] and lean.residual_channels == lean.gate_channels == 24
+    assert lean.skip_channels == 24 and lean.cond_channels == 64
+    for name in ("student.yaml", "student_cpu.yaml", "student_tiny.yaml"):
+        config = resolve_distill_config(CONFIGS / name, ["a", "b"])
+        assert config.model.speakers == ["a", "b"] and config.loss_weights.kl > 0
+
+
+def test_a_few_steps_lower_the_total_loss_on_a_fixed_batch_and_noise(frozen, tmp_path):
+    run, job = make_run(frozen, tmp_path, lr=0.003)
+    corpus, teacher, classifier = frozen
+    held_out = SegmentCrops(corpus.val, corpus.spec, 4, seed=1)
+    fixed = to_device(next(iter(make_loader(held_out, 0, 1, 2, 0))), CPU, True)
+    z = noise_for(tuple(fixed["audio"].shape), seed=99, rank=0, step=0, device=CPU)
+    weights = active_weights(run.config, step=10**6)
+    assert set(weights) == {"kl", *AUXILIARY}, "student_tiny.yaml switches every term on"
+
+    def total() -> float:
+        with torch.no_grad():
+            losses = distill_losses(run.model, teacher, classifier, fixed, z, weights, run.config)
+        return float(sum(weights[name] * losses[name] for name in weights))
+
+    before = total()
+    for step, batch in enumerate(train_batches(run, 10)):
+        record = train_step(run, job, batch, step)
+        assert all(record[name] is not None for name in LOGGED_TERMS)
+    after = total()
+    assert after < before - 0.2, (before, after)
+
+
+class Spy:
+    """Counts calls of a real function or bound method and passes them through."""
+
+    def __init__(self, function):
+        self.function, self.calls = function, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.function(*args, **kwargs)
+
+
+@pytest.fixture
+def spies(frozen, monkeypatch):
+    """Spies on the real teacher's forward_companded, classifier's features and torch.stft."""
+    _, teacher, classifier = frozen
+    found = {
+        "teacher": Spy(teacher.forward_companded),
+        "classifier": Spy(classifier.features),
+        "stft": Spy(torch.stft),
+    }
+    monkeypatch.setattr(teacher, "forward_companded", found["teacher"])
+    monkeypatch.setattr(classifier, "features", found["classifier"])
+    monkeypatch.setattr(torch, "stft", found["stft"])
+    return found
+
+
+def test_with_every_auxiliary_weight_at_zero_only_the_kl_is_computed(frozen, tmp_path, spies):
+    zero = {"kl": 1.0, **dict.fromkeys(AUXILIARY, 0.0)}
+    run, job = make_run(frozen, tmp_path, loss_weights=zero)
+    for step, batch in enumerate(train_batches(run, 3)):
+        record = train_step(run, job, batch, step)
+        assert all(record[name] is None for name in AUXILIARY), record
+        assert record["total"] == pytest.approx(record["kl"])
+        assert record["kl"] == pytest.approx(record["cross_entropy"] - record["entropy"])
+    assert spies["teacher"].calls == 3, "the teacher runs once per step"
+    assert spies["classifier"].calls == 0 and spies["stft"].calls == 0
+
+
+def test_the_spies_see_every_term_when_all_are_on(frozen, tmp_path, spies):
+    run, job = make_run(frozen, tmp_path)
+    record = train_step(run, job, next(train_batches(run, 1)), 0)
+    assert all(record[name] is not None for name in LOGGED_TERMS)
+    assert spies["teacher"].calls == 2, "matched, then mismatched conditioning (contrastive)"
+    assert spies["classifier"].calls == 2, "generated and real audio"
+    # power: 2 STFTs; MR-STFT: 2 per resolution.
+    assert spies["stft"].calls == 2 + 2 * len(run.config.stft_resolutions)
+
+
+def test_kl_gradients_reach_the_student_through_the_teachers_input_only(
+    frozen, tmp_path, monkeypatch
+):
+    zero = {"kl": 1.0, **dict.fromkeys(AUXILIARY, 0.0)}
+    run, job = make_run(frozen, tmp_path, loss_weights=zero)
+    _, teacher, classifier = frozen
+    frozen_weights = {
+        name: tensor.clone()
+        for model in (teacher, classifier)
+        for name, tensor in model.state_dict().items()
+    }
+    seen, forward = [], teacher.forward_companded
+
+    def keep_input(companded, *args):
+        companded.retain_grad()  # the student's sample x, as the teacher receives it
+        seen.append(companded)
+        return forward(companded, *args)
+
+    monkeypatch.setattr(teacher, "forward_companded", keep_input)
+    train_step(run, job, next(train_batches(run, 1)), 0)
+    (x,) = seen
+    assert x.requires_grad and x.grad is not None and x.grad.abs().sum() > 0
+    for name, parameter in run.model.named_parameters():
+        assert parameter.grad is not None, name
+    assert any(p.grad.abs().sum() > 0 for p in run.model.flows[0].parameters())
+    for model in (teacher, classifier):
+        assert all(p.grad is None and not p.requires_grad for p in model.parameters())
+    after = {n: t for model in (teacher, classifier) for n, t in model.state_dict().items()}
+    assert all(torch.equal(after[name], tensor) for name, tensor in frozen_weights.items())
+
+
+def test_the_kl_warm_up_trains_spectral_terms_first_without_running_the_teacher(
+    frozen, tmp_path, spies
+):
+    warmup = {"spectral_steps": 2, "ramp_steps": 2}
+    run, job = make_run(frozen, tmp_path, kl_warmup=warmup)
+    assert [active_weights(run.config, step).get("kl") for step in range(5)] == [
+        None,
+        None,
+        0.5,
+        1.0,
+        1.0,
+    ]
+    assert active_weights(run.config, 2)["contrastive"] == pytest.approx(0.25)
+    for step, batch in enumerate(train_batches(run, 2)):
+        record = train_step(run, job, batch, step)
+        assert record["kl"] is None and record["contrastive"] is None and record["stft"]
+    assert spies["teacher"].calls == 0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"loss_weights": dict.fromkeys(("kl", *AUXILIARY), 0.0)}, "every weight is 0"),
+        ({"batch_size": 1}, "contrastive loss needs batch_size >= 2"),
+        ({"loss_weights": {"kl": 1.0}, "kl_warmup": {"spectral_steps": 5}}, "spectral_steps"),
+        ({"loss_weights": {"kl": 1.0, "klx": 1.0}}, "loss_weights.klx"),
+    ],
+)
+def test_bad_distillation_configs_fail_saying_why(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve_distill_config(config_file(tmp_path, **overrides), ["a"])
+
+
+def test_the_teacher_gate_warns_on_its_runs_last_held_out_nll(tmp_path):
+    teacher = tmp_path / "teacher-run" / "model"
+    teacher.mkdir(parents=True)
+    assert teacher_nll_warning(teacher, 6.0) is None, "no metrics: nothing to check"
+    lines = [{"step": 1000, "val_nll": 4.0}, {"step": 1050, "nll": 5.0}, {"step": 2000}]
+    metrics = teacher.parent / "metrics.jsonl"
+    metrics.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert teacher_nll_warning(teacher, 6.0) is None
+    metrics.write_text(metrics.read_text() + json.dumps({"step": 3000, "val_nll": 7.25}) + "\n")
+    message = teacher_nll_warning(teacher, 6.0)
+    assert "7.250 bits/sample" in message and "teacher_nll_gate 6.0" in message
+    assert teacher_nll_warning(teacher, None) is None, "a null gate switches the check off"
