@@ -1,0 +1,209 @@
+"""`wavenet distill` runs: outputs, exact resume, SIGKILL, DDP, one-line errors; the student
+in `wavenet synthesize` and `wavenet evaluate`."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import soundfile
+import torch
+from distill_fixtures import ENV, config_file, distill_command, save_frozen_models, tensorboard_tags
+
+from training.dataset import load_prepared
+from training.distill import TeacherWarning, distill
+from training.distill_losses import LOGGED_TERMS
+from training.monitor import read_metrics
+from training.state import load_state
+from wavenet import Student, load_model
+from wavenet.cli import main
+
+ROW_KEYS = {*LOGGED_TERMS, "step", "total", "grad_norm", "lr", "samples_per_s"}
+
+
+@pytest.fixture(scope="module")
+def models(prepared_corpus, tmp_path_factory) -> tuple[Path, Path]:
+    """A saved tiny teacher (in a run folder whose held-out NLL fails the gate) and classifier."""
+    teacher, classifier = save_frozen_models(
+        load_prepared(prepared_corpus), tmp_path_factory.mktemp("models")
+    )
+    (teacher.parent / "metrics.jsonl").write_text(json.dumps({"step": 10, "val_nll": 8.0}) + "\n")
+    return teacher, classifier
+
+
+def cli(models, data: Path, run: Path, config: Path, *extra: str) -> int:
+    teacher, classifier = models
+    arguments = distill_command(teacher, classifier, data, run, config)[3:]
+    return main([*arguments, *extra])
+
+
+def test_cli_run_writes_metrics_logs_checkpoint_and_a_loadable_ema_student(
+    models, prepared_corpus, tmp_path
+):
+    run = tmp_path / "run"
+    config = config_file(tmp_path, log_every=2, eval_every=4, sample_every=4, teacher_nll_gate=6.0)
+    with pytest.warns(TeacherWarning, match="8.000 bits/sample"):
+        assert cli(models, prepared_corpus, run, config, "--steps", "4") == 0
+    records = read_metrics(run)
+    assert [r["step"] for r in records] == [2, 4]
+    assert all(r.keys() >= ROW_KEYS and math.isfinite(r["total"]) for r in records)
+    assert "val_kl" not in records[0] and math.isfinite(records[1]["val_kl"])
+    student = load_model(run / "model")
+    assert isinstance(student, Student)
+    assert student.config.speakers == load_model(models[0]).config.speakers
+    assert load_state(run / "checkpoint")["step"] == 4
+    extra = json.loads((run / "model" / "config.json").read_text())["extra"]
+    assert extra["step"] == 4 and extra["teacher"] == str(models[0])
+    tags = tensorboard_tags(run / "tensorboard")
+    assert {"train/kl", "train/stft", "train/total", "val/kl"} <= set(tags["scalars"])
+    assert {"sample/generated", "sample/real"} <= set(tags["audio"])
+    assert "sample/mel_real_vs_generated" in tags["images"]
+
+
+def test_switched_off_terms_are_null_in_every_metrics_row(models, prepared_corpus, tmp_path):
+    weights = {"kl": 1.0, "stft": 1.0, "power": 0.0, "perceptual": 0.0, "contrastive": 0.0}
+    config = config_file(tmp_path, loss_weights=weights, log_every=1, sample_every=0)
+    distill(*models, prepared_corpus, tmp_path / "run", config, steps=2)
+    for record in read_metrics(tmp_path / "run"):
+        assert record.keys() >= ROW_KEYS
+        assert record["power"] is record["perceptual"] is record["contrastive"] is None
+        assert record["kl"] is not None and record["stft"] is not None
+
+
+def test_resumed_distillation_equals_uninterrupted_distillation(models, prepared_corpus, tmp_path):
+    config = config_file(tmp_path, log_every=1, eval_every=4, sample_every=0)
+    distill(*models, prepared_corpus, tmp_path / "whole", config, steps=4)
+    distill(*models, prepared_corpus, tmp_path / "split", config, steps=2)
+    distill(*models, prepared_corpus, tmp_path / "split", steps=4, resume=True)
+    whole, split = (load_state(tmp_path / name / "checkpoint") for name in ("whole", "split"))
+    for part in ("model", "ema"):
+        for name, tensor in whole[part].items():
+            torch.testing.assert_close(split[part][name], tensor, rtol=1e-5, atol=1e-6)
+    totals = [[r["total"] for r in read_metrics(tmp_path / n)] for n in ("whole", "split")]
+    assert totals[1] == pytest.approx(totals[0], rel=1e-5) and len(totals[0]) == 4
+
+
+def test_a_distillation_killed_with_sigkill_resumes_from_its_last_checkpoint(
+    models, prepared_corpus, tmp_path
+):
+    run = tmp_path / "run"
+    config = config_file(tmp_path, log_every=1, eval_every=1000, sample_every=0, checkpoint_every=3)
+    command = distill_command(*models, prepared_corpus, run, config)
+    process = subprocess.Popen(
+        [*command, "--steps", "100000"],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for_checkpoint_and_progress(run, process)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    saved = json.loads((run / "checkpoint" / "state.json").read_text())["step"]
+    load_model(run / "model")
+    result = subprocess.run(
+        [*command, "--resume", "--steps", str(saved + 2)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [r["step"] for r in read_metrics(run)] == list(range(1, saved + 3))
+    assert load_state(run / "checkpoint")["step"] == saved + 2
+    assert json.loads((run / "model" / "config.json").read_text())["extra"]["step"] == saved + 2
+    load_model(run / "model")
+
+
+def _wait_for_checkpoint_and_progress(run: Path, process: subprocess.Popen) -> None:
+    """Poll until a checkpoint exists and the run has logged a later step."""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the distillation process ended early"
+        state = run / "checkpoint" / "state.json"
+        if state.is_file():
+            saved = json.loads(state.read_text())["step"]
+            if any(r["step"] > saved for r in read_metrics(run)):
+                return
+        time.sleep(0.05)
+    raise AssertionError("no checkpoint followed by progress within 90 s")
+
+
+def test_ddp_with_two_cpu_processes_distils_and_writes_one_checkpoint(
+    models, prepared_corpus, tmp_path
+):
+    run = tmp_path / "run"
+    config = config_file(tmp_path, log_every=1, eval_every=3, sample_every=0)
+    command = distill_command(*models, prepared_corpus, run, config)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    result = subprocess.run(
+        [*launcher, "--nproc_per_node", "2", *command[1:], "--steps", "3"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert load_state(run / "checkpoint")["step"] == 3
+    assert sorted(p.name for p in run.iterdir() if "checkpoint" in p.name) == ["checkpoint"]
+    load_model(run / "model")
+    records = read_metrics(run)
+    assert [r["step"] for r in records] == [1, 2, 3], "rank 0 alone writes the metrics"
+    assert "val_kl" in records[-1]
+
+
+@pytest.mark.parametrize(
+    ("speakers", "spec_change", "message"),
+    [
+        (["alice", "bob"], {}, "the teacher's speakers ['alice', 'bob'] differ"),
+        (None, {"hop_length": 128}, "the teacher's FeatureSpec differs from the student's (hop"),
+    ],
+)
+def test_a_teacher_that_does_not_fit_the_student_is_a_one_line_error(
+    prepared_corpus, tmp_path, capsys, speakers, spec_change, message
+):
+    corpus = load_prepared(prepared_corpus)
+    spec = corpus.spec.model_copy(update=spec_change)
+    models = save_frozen_models(corpus, tmp_path, speakers, spec)
+    code = cli(models, prepared_corpus, tmp_path / "run", config_file(tmp_path))
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and len(error.splitlines()) == 1 and message in error, error
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_unknown_config_key_fails_naming_it(models, prepared_corpus, tmp_path, capsys):
+    config = config_file(tmp_path, kl_warmpu={"spectral_steps": 1})
+    assert cli(models, prepared_corpus, tmp_path / "run", config) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "kl_warmpu" in error, error
+
+
+def test_synthesize_and_evaluate_accept_a_student(models, prepared_corpus, tmp_path):
+    corpus = load_prepared(prepared_corpus)
+    config = config_file(tmp_path, sample_every=0)
+    student = distill(*models, prepared_corpus, tmp_path / "run", config, steps=2)
+    wav = tmp_path / "copy.wav"
+    source = corpus.root / corpus.val[0].entry.mel
+    synthesize = ["synthesize", "--model", str(student), "--input", str(source), "--out", str(wav)]
+    assert main([*synthesize, "--speaker", corpus.speakers[0], "--device", "cpu"]) == 0
+    audio, rate = soundfile.read(wav)
+    assert rate == corpus.spec.sample_rate and len(audio) == corpus.val[0].entry.samples
+    report_path = tmp_path / "report.json"
+    evaluate = ["evaluate", "--model", str(student), "--data", str(prepared_corpus)]
+    options = ["--clips", "1", "--teacher", str(models[0]), "--device", "cpu"]
+    assert main([*evaluate, *options, "--out", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["kind"] == "student" and report["nll_bits_per_sample"] is None
+    kl = report["kl_to_teacher"]
+    assert kl["kl"] == pytest.approx(kl["cross_entropy"] - kl["entropy"], abs=1e-4)
+    assert report["rows"][0]["kl_nats_per_sample"] == kl["kl"]
+    assert report["clips"][0]["complete"], "one parallel pass makes the whole clip"
