@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import torch
 import yaml
 from conftest import tiny_teacher_config
+from run_checks import ROOT
 
 from training.dataset import PreparedCorpus
 from wavenet import Classifier, ClassifierConfig, FeatureSpec, Teacher, save_model
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "training" / "configs"
-# Subprocesses share two cores with the test runner: one thread each avoids oversubscription.
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
 def tiny_classifier(corpus: PreparedCorpus) -> Classifier:
@@ -68,11 +65,3 @@ def distill_command(teacher: Path, classifier: Path, data: Path, run: Path, conf
         *("--data", str(data), "--out", str(run), "--config", str(config)),
         *("--device", "cpu"),
     ]
-
-
-def tensorboard_tags(directory: Path) -> dict:
-    """Scalar, audio and image tags written under a run's tensorboard/ folder."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(directory), size_guidance={"audio": 0, "images": 0})
-    return events.Reload().Tags()

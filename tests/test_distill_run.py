@@ -5,21 +5,23 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import soundfile
 import torch
-from distill_fixtures import ENV, config_file, distill_command, save_frozen_models, tensorboard_tags
+from distill_fixtures import config_file, distill_command, save_frozen_models
+from run_checks import (
+    kill_after_a_checkpoint,
+    resume_two_more_steps,
+    run_ddp_three_steps,
+    tensorboard_tags,
+)
 
 from training.dataset import load_prepared
 from training.distill import TeacherWarning, distill
 from training.distill_losses import LOGGED_TERMS
+from training.evaluate import markdown_table
 from training.monitor import read_metrics
 from training.state import load_state
 from wavenet import Student, load_model
@@ -96,46 +98,7 @@ def test_a_distillation_killed_with_sigkill_resumes_from_its_last_checkpoint(
     run = tmp_path / "run"
     config = config_file(tmp_path, log_every=1, eval_every=1000, sample_every=0, checkpoint_every=3)
     command = distill_command(*models, prepared_corpus, run, config)
-    process = subprocess.Popen(
-        [*command, "--steps", "100000"],
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_for_checkpoint_and_progress(run, process)
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        process.kill()
-        process.wait()
-    saved = json.loads((run / "checkpoint" / "state.json").read_text())["step"]
-    load_model(run / "model")
-    result = subprocess.run(
-        [*command, "--resume", "--steps", str(saved + 2)],
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert [r["step"] for r in read_metrics(run)] == list(range(1, saved + 3))
-    assert load_state(run / "checkpoint")["step"] == saved + 2
-    assert json.loads((run / "model" / "config.json").read_text())["extra"]["step"] == saved + 2
-    load_model(run / "model")
-
-
-def _wait_for_checkpoint_and_progress(run: Path, process: subprocess.Popen) -> None:
-    """Poll until a checkpoint exists and the run has logged a later step."""
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the distillation process ended early"
-        state = run / "checkpoint" / "state.json"
-        if state.is_file():
-            saved = json.loads(state.read_text())["step"]
-            if any(r["step"] > saved for r in read_metrics(run)):
-                return
-        time.sleep(0.05)
-    raise AssertionError("no checkpoint followed by progress within 90 s")
+    resume_two_more_steps(command, run, kill_after_a_checkpoint(command, run))
 
 
 def test_ddp_with_two_cpu_processes_distils_and_writes_one_checkpoint(
@@ -143,22 +106,7 @@ def test_ddp_with_two_cpu_processes_distils_and_writes_one_checkpoint(
 ):
     run = tmp_path / "run"
     config = config_file(tmp_path, log_every=1, eval_every=3, sample_every=0)
-    command = distill_command(*models, prepared_corpus, run, config)
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    result = subprocess.run(
-        [*launcher, "--nproc_per_node", "2", *command[1:], "--steps", "3"],
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert load_state(run / "checkpoint")["step"] == 3
-    assert sorted(p.name for p in run.iterdir() if "checkpoint" in p.name) == ["checkpoint"]
-    load_model(run / "model")
-    records = read_metrics(run)
-    assert [r["step"] for r in records] == [1, 2, 3], "rank 0 alone writes the metrics"
-    assert "val_kl" in records[-1]
+    run_ddp_three_steps(distill_command(*models, prepared_corpus, run, config), run, "val_kl")
 
 
 @pytest.mark.parametrize(
@@ -207,3 +155,4 @@ def test_synthesize_and_evaluate_accept_a_student(models, prepared_corpus, tmp_p
     assert kl["kl"] == pytest.approx(kl["cross_entropy"] - kl["entropy"], abs=1e-4)
     assert report["rows"][0]["kl_nats_per_sample"] == kl["kl"]
     assert report["clips"][0]["complete"], "one parallel pass makes the whole clip"
+    assert "| KL to teacher (nats/sample) |" in markdown_table(report)

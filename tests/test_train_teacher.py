@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from run_checks import (
+    ROOT,
+    kill_after_a_checkpoint,
+    resume_two_more_steps,
+    run_ddp_three_steps,
+    tensorboard_tags,
+)
 from safetensors.torch import load_file
 
 from training import distributed
@@ -24,10 +27,7 @@ from training.train_teacher import build_run, teacher_losses, to_device, train_s
 from wavenet.checkpoint import load_model
 from wavenet.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "training" / "configs" / "tiny.yaml"
-# Subprocesses share two cores with the test runner: one thread each avoids oversubscription.
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
 def tiny_config_file(directory: Path, **overrides) -> Path:
@@ -105,7 +105,7 @@ def test_cli_run_writes_config_metrics_logs_checkpoint_and_a_loadable_ema_model(
         torch.testing.assert_close(weights[name], tensor)
     assert any(not torch.equal(state["ema"][n], state["model"][n]) for n in state["model"])
     assert model.config.speakers == saved.model.speakers
-    tags = _tensorboard_tags(run / "tensorboard")
+    tags = tensorboard_tags(run / "tensorboard")
     assert {"train/nll", "train/lr", "val/nll"} <= set(tags["scalars"])
     assert {"sample/generated", "sample/real"} <= set(tags["audio"])
     assert "sample/mel_real_vs_generated" in tags["images"]
@@ -126,13 +126,6 @@ def test_cli_run_writes_config_metrics_logs_checkpoint_and_a_loadable_ema_model(
         )
         == 2
     )
-
-
-def _tensorboard_tags(directory: Path) -> dict:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(directory), size_guidance={"audio": 0, "images": 0})
-    return events.Reload().Tags()
 
 
 def test_resumed_training_equals_uninterrupted_training(prepared_corpus, tmp_path):
@@ -158,48 +151,9 @@ def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(prepared_cor
     config = tiny_config_file(
         tmp_path, log_every=1, eval_every=1000, sample_every=0, checkpoint_every=3, segment_frames=2
     )
-    command = [
-        sys.executable,
-        "-m",
-        "wavenet.cli",
-        "train-teacher",
-        "--data",
-        str(prepared_corpus),
-        "--out",
-        str(run),
-        "--config",
-        str(config),
-        "--device",
-        "cpu",
-    ]
-    process = subprocess.Popen(
-        [*command, "--steps", "100000"],
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        saved = _wait_for_checkpoint_and_progress(run, process)
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        process.kill()
-        process.wait()
-    saved = json.loads((run / "checkpoint" / "state.json").read_text())["step"]
-    assert load_state(run / "checkpoint")["step"] == saved
-    load_model(run / "model")
-    result = subprocess.run(
-        [*command, "--resume", "--steps", str(saved + 2)],
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    steps = [record["step"] for record in read_metrics(run)]
-    assert steps == list(range(1, saved + 3)), "each step logged once, in order"
-    assert load_state(run / "checkpoint")["step"] == saved + 2
-    assert json.loads((run / "model" / "config.json").read_text())["extra"]["step"] == saved + 2
-    load_model(run / "model")
+    command = teacher_command(prepared_corpus, run, config)
+    saved = kill_after_a_checkpoint(command, run)
+    resume_two_more_steps(command, run, saved)
     assert sorted(p.name for p in run.iterdir()) == [
         "checkpoint",
         "config.yaml",
@@ -209,18 +163,13 @@ def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(prepared_cor
     ]
 
 
-def _wait_for_checkpoint_and_progress(run: Path, process: subprocess.Popen) -> int:
-    """Poll until a checkpoint exists and the run has logged a later step; its step."""
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the training process ended early"
-        state = run / "checkpoint" / "state.json"
-        if state.is_file():
-            saved = json.loads(state.read_text())["step"]
-            if any(r["step"] > saved for r in read_metrics(run)):
-                return saved
-        time.sleep(0.05)
-    raise AssertionError("no checkpoint followed by progress within 90 s")
+def teacher_command(data: Path, run: Path, config: Path) -> list[str]:
+    """`python -m wavenet.cli train-teacher ...` on the CPU, without --steps."""
+    return [
+        sys.executable,
+        *("-m", "wavenet.cli", "train-teacher"),
+        *("--data", str(data), "--out", str(run), "--config", str(config), "--device", "cpu"),
+    ]
 
 
 def test_ddp_with_two_cpu_processes_trains_and_writes_one_checkpoint(prepared_corpus, tmp_path):
@@ -228,40 +177,7 @@ def test_ddp_with_two_cpu_processes_trains_and_writes_one_checkpoint(prepared_co
     config = tiny_config_file(
         tmp_path, log_every=1, eval_every=3, sample_every=0, checkpoint_every=1000, segment_frames=2
     )
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            "-m",
-            "wavenet.cli",
-            "train-teacher",
-            "--data",
-            str(prepared_corpus),
-            "--out",
-            str(run),
-            "--config",
-            str(config),
-            "--steps",
-            "3",
-            "--device",
-            "cpu",
-        ],
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert load_state(run / "checkpoint")["step"] == 3
-    assert sorted(p.name for p in run.iterdir() if "checkpoint" in p.name) == ["checkpoint"]
-    load_model(run / "model")
-    records = read_metrics(run)
-    assert [r["step"] for r in records] == [1, 2, 3], "rank 0 alone writes the metrics"
-    assert "val_nll" in records[-1]
+    run_ddp_three_steps(teacher_command(prepared_corpus, run, config), run, "val_nll")
 
 
 def test_an_unknown_config_key_fails_naming_it(prepared_corpus, tmp_path, capsys):

@@ -24,21 +24,20 @@ from torch import nn
 
 from training import distributed
 from training.config import ConfigError
-from training.dataset import PreparedCorpus, load_prepared
+from training.dataset import PreparedCorpus
 from training.distill_config import DistillConfig, active_weights, resolve_distill_config
 from training.distill_losses import LOGGED_TERMS, distill_losses, held_out_kl, noise_for
 from training.loop import (
     Job,
     TrainingRun,
     autocast,
-    check_run_dir,
+    open_run,
     optimizer_update,
     run_job,
     set_learning_rate,
     weighted_total,
 )
 from training.monitor import RunLog, read_metrics
-from training.run_config import config_source
 from wavenet.checkpoint import load_model, read_config
 from wavenet.errors import CheckpointError
 from wavenet.features import FeatureSpec
@@ -237,10 +236,8 @@ def distill(
         ConfigError: for a bad config, data folder or run directory, or a teacher or
             classifier that does not fit the student (see `check_models`).
     """
-    out = Path(out)
-    check_run_dir(out, resume)
-    corpus = load_prepared(data)
-    config = resolve_distill_config(config_source(config_path, out, resume), corpus.speakers, steps)
+    resolve = resolve_distill_config
+    out, corpus, config = open_run(data, out, config_path, steps, resume, resolve)
     check_models(config, corpus, teacher, classifier)
 
     def make_job(processes: distributed.Processes) -> DistillJob:

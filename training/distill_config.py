@@ -84,9 +84,6 @@ class DistillConfig(RunConfig):
         "metrics.jsonl) is above this; null for no check.",
     )
     sample_frames: int = Field(64, gt=0, description="Frames of the logged generated clip.")
-    ema_decay: float = Field(
-        0.9999, ge=0, lt=1, description="EMA of the weights; the EMA student is the one saved."
-    )
 
     @model_validator(mode="after")
     def _check_weights(self) -> DistillConfig:

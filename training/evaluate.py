@@ -303,13 +303,18 @@ def evaluate(
 
 
 def markdown_table(report: dict) -> str:
-    """The report's rows as a markdown table, with its notes below."""
+    """The report's rows as a markdown table, with its notes below.
+
+    The KL column appears only in reports that scored a student against its teacher.
+    """
+    scored_kl = report.get("kl_to_teacher") is not None
+    columns = [c for c in COLUMNS if scored_kl or c[0] != "kl_nats_per_sample"]
     lines = [
-        "| system | " + " | ".join(title for _, title in COLUMNS) + " |",
-        "|---" * (len(COLUMNS) + 1) + "|",
+        "| system | " + " | ".join(title for _, title in columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
     ]
     for row in report["rows"]:
-        cells = ["n/a" if row.get(key) is None else f"{row[key]:.3f}" for key, _ in COLUMNS]
+        cells = ["n/a" if row.get(key) is None else f"{row[key]:.3f}" for key, _ in columns]
         lines.append(f"| {row['system']} | " + " | ".join(cells) + " |")
     seconds = sum(clip["seconds"] for clip in report["clips"])
     lines.append("")

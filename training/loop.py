@@ -24,10 +24,16 @@ from tqdm import tqdm
 
 from training import distributed
 from training.config import ConfigError
-from training.dataset import PreparedCorpus, SegmentCrops, make_loader, validation_items
+from training.dataset import (
+    PreparedCorpus,
+    SegmentCrops,
+    load_prepared,
+    make_loader,
+    validation_items,
+)
 from training.monitor import RunLog
 from training.optim import ema_copy, learning_rate, update_ema
-from training.run_config import CONFIG_FILE, RunConfig, save_config
+from training.run_config import CONFIG_FILE, RunConfig, RunConfigT, config_source, save_config
 from training.state import capture_rng, has_state, load_state, restore_rng, save_state
 from wavenet.checkpoint import save_model
 
@@ -35,9 +41,9 @@ __all__ = [
     "Job",
     "TrainingRun",
     "autocast",
-    "check_run_dir",
     "fit",
     "new_run",
+    "open_run",
     "optimizer_update",
     "restore_checkpoint",
     "run_job",
@@ -258,12 +264,39 @@ def fit(run: TrainingRun, job: Job, log: RunLog, start_step: int) -> None:
     progress.close()
 
 
-def check_run_dir(out: Path, resume: bool) -> None:
-    """Refuse to overwrite a run, or to resume one that has no checkpoint."""
+def open_run(
+    data: str | Path,
+    out: str | Path,
+    config_path: str | Path | None,
+    steps: int | None,
+    resume: bool,
+    resolve: Callable[[str | Path | None, list[str], int | None], RunConfigT],
+) -> tuple[Path, PreparedCorpus, RunConfigT]:
+    """The checks and inputs every job starts with, before anything is written.
+
+    Args:
+        data (str | Path): A folder written by `wavenet prepare`.
+        out (str | Path): The run directory.
+        config_path (str | Path | None): YAML config; on resume, RUN/config.yaml by default.
+        steps (int | None): Total steps, overriding the config.
+        resume (bool): Continue from RUN/checkpoint.
+        resolve (Callable): The job's config loader: (path, corpus speakers, steps) -> config.
+
+    Returns:
+        tuple: The run directory, the corpus and the resolved config.
+
+    Raises:
+        ConfigError: for a bad config or data folder, or a run directory that holds a
+            checkpoint when `resume` is off (or none when it is on).
+    """
+    out = Path(out)
     if resume and not has_state(out / "checkpoint"):
         raise ConfigError(f"{out}: no checkpoint to resume from")
     if not resume and has_state(out / "checkpoint"):
         raise ConfigError(f"{out}: already holds a checkpoint; pass --resume or another --out")
+    corpus = load_prepared(data)
+    config = resolve(config_source(config_path, out, resume), corpus.speakers, steps)
+    return out, corpus, config
 
 
 def run_job(

@@ -15,7 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from training.config import ConfigError, load_config
 
-__all__ = ["CONFIG_FILE", "RunConfig", "config_source", "resolve_run_config", "save_config"]
+__all__ = [
+    "CONFIG_FILE",
+    "RunConfig",
+    "RunConfigT",
+    "config_source",
+    "resolve_run_config",
+    "save_config",
+]
 
 CONFIG_FILE = "config.yaml"
 

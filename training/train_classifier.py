@@ -20,19 +20,18 @@ from torch import nn
 from training import distributed
 from training.classifier_config import ClassifierTrainConfig, resolve_classifier_config
 from training.config import ConfigError
-from training.dataset import PreparedCorpus, SegmentCrops, Utterance, load_prepared
+from training.dataset import PreparedCorpus, SegmentCrops, Utterance
 from training.loop import (
     Job,
     TrainingRun,
     autocast,
-    check_run_dir,
+    open_run,
     optimizer_update,
     run_job,
     set_learning_rate,
     to_device,
     weighted_total,
 )
-from training.run_config import config_source
 from training.units import UnitModel, fit_units, load_units, save_units
 from wavenet.checkpoint import atomic_write_bytes
 from wavenet.classifier import Classifier
@@ -220,11 +219,8 @@ def train_classifier(
     Returns:
         Path: RUN/model, the EMA classifier (with units.npz beside its weights).
     """
-    out = Path(out)
-    check_run_dir(out, resume)
-    corpus = load_prepared(data)
-    source = config_source(config_path, out, resume)
-    config = resolve_classifier_config(source, corpus.speakers, steps)
+    resolve = resolve_classifier_config
+    out, corpus, config = open_run(data, out, config_path, steps, resume, resolve)
 
     def make_job(processes: distributed.Processes) -> ClassifierJob:
         return ClassifierJob(prepare_units(out, corpus, config, processes, not resume), corpus)

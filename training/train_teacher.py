@@ -14,13 +14,13 @@ import torch
 from torch import nn
 
 from training import distributed
-from training.dataset import PreparedCorpus, load_prepared
+from training.dataset import PreparedCorpus
 from training.loop import (
     Job,
     TrainingRun,
     autocast,
-    check_run_dir,
     new_run,
+    open_run,
     optimizer_update,
     run_job,
     set_learning_rate,
@@ -29,7 +29,6 @@ from training.loop import (
 )
 from training.metrics import nll_bits
 from training.monitor import RunLog
-from training.run_config import config_source
 from training.sampling import vocode
 from training.teacher_config import TeacherTrainConfig, resolve_config
 from wavenet import mulaw
@@ -153,10 +152,7 @@ def train_teacher(
         ConfigError: for a bad config or data folder, or a run directory that holds a
             checkpoint when `resume` is off (or none when it is on).
     """
-    out = Path(out)
-    check_run_dir(out, resume)
-    corpus = load_prepared(data)
-    config = resolve_config(config_source(config_path, out, resume), corpus.speakers, steps)
+    out, corpus, config = open_run(data, out, config_path, steps, resume, resolve_config)
     return run_job(
         config,
         corpus,

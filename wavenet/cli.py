@@ -94,46 +94,37 @@ def _prepare(args: argparse.Namespace) -> None:
     print_report(prepare(args.data, args.out, args.config, args.val_fraction, args.seed))
 
 
-def _train_teacher(args: argparse.Namespace) -> None:
+def _run_arguments(args: argparse.Namespace) -> tuple:
+    """The arguments every training job takes, in its order: data, out, config, steps,
+    resume, device."""
+    device = resolve_device(args.device)
+    return args.data, args.out, args.config, args.steps, args.resume, device
+
+
+def _announce(kind: str, model) -> None:
+    """Say where the model went, once (rank 0) under torchrun."""
     import os
 
+    if os.environ.get("RANK", "0") == "0":
+        print(f"{kind} (EMA weights) saved to {model}", file=sys.stderr)
+
+
+def _train_teacher(args: argparse.Namespace) -> None:
     from training.train_teacher import train_teacher
 
-    device = resolve_device(args.device)
-    model = train_teacher(args.data, args.out, args.config, args.steps, args.resume, device)
-    if os.environ.get("RANK", "0") == "0":
-        print(f"teacher (EMA weights) saved to {model}", file=sys.stderr)
+    _announce("teacher", train_teacher(*_run_arguments(args)))
 
 
 def _train_classifier(args: argparse.Namespace) -> None:
-    import os
-
     from training.train_classifier import train_classifier
 
-    device = resolve_device(args.device)
-    model = train_classifier(args.data, args.out, args.config, args.steps, args.resume, device)
-    if os.environ.get("RANK", "0") == "0":
-        print(f"classifier (EMA weights) saved to {model}", file=sys.stderr)
+    _announce("classifier", train_classifier(*_run_arguments(args)))
 
 
 def _distill(args: argparse.Namespace) -> None:
-    import os
-
     from training.distill import distill
 
-    device = resolve_device(args.device)
-    model = distill(
-        args.teacher,
-        args.classifier,
-        args.data,
-        args.out,
-        args.config,
-        args.steps,
-        args.resume,
-        device,
-    )
-    if os.environ.get("RANK", "0") == "0":
-        print(f"student (EMA weights) saved to {model}", file=sys.stderr)
+    _announce("student", distill(args.teacher, args.classifier, *_run_arguments(args)))
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -225,13 +216,18 @@ def _add_train_teacher(commands) -> None:
         "config.yaml, metrics.jsonl, tensorboard/, checkpoint/ (to resume) and model/ (the "
         "EMA teacher).",
     )
-    train.add_argument("--data", required=True, help="prepared corpus folder")
-    train.add_argument("--out", required=True, help="run folder")
-    train.add_argument("--config", help="YAML TeacherTrainConfig (default: built-in defaults)")
-    train.add_argument("--steps", type=int, help="total training steps (overrides the config)")
-    train.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint")
-    train.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    _add_run_options(train, "TeacherTrainConfig")
     train.set_defaults(handler=_train_teacher)
+
+
+def _add_run_options(parser: argparse.ArgumentParser, schema: str) -> None:
+    """The options every training job takes."""
+    parser.add_argument("--data", required=True, help="prepared corpus folder")
+    parser.add_argument("--out", required=True, help="run folder")
+    parser.add_argument("--config", help=f"YAML {schema} (default: built-in defaults)")
+    parser.add_argument("--steps", type=int, help="total training steps (overrides the config)")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
 
 def _add_train_classifier(commands) -> None:
@@ -243,12 +239,7 @@ def _add_train_classifier(commands) -> None:
         "the speaker. Under `torchrun` it trains with DDP. RUN gets config.yaml, units.npz, "
         "metrics.jsonl (with held-out accuracy), tensorboard/, checkpoint/ and model/.",
     )
-    train.add_argument("--data", required=True, help="prepared corpus folder")
-    train.add_argument("--out", required=True, help="run folder")
-    train.add_argument("--config", help="YAML ClassifierTrainConfig (default: built-in defaults)")
-    train.add_argument("--steps", type=int, help="total training steps (overrides the config)")
-    train.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint")
-    train.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    _add_run_options(train, "ClassifierTrainConfig")
     train.set_defaults(handler=_train_classifier)
 
 
@@ -266,12 +257,7 @@ def _add_distill(commands) -> None:
     distill.add_argument(
         "--classifier", help="classifier checkpoint directory (needed for the perceptual loss)"
     )
-    distill.add_argument("--data", required=True, help="prepared corpus folder")
-    distill.add_argument("--out", required=True, help="run folder")
-    distill.add_argument("--config", help="YAML DistillConfig (default: built-in defaults)")
-    distill.add_argument("--steps", type=int, help="total training steps (overrides the config)")
-    distill.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint")
-    distill.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    _add_run_options(distill, "DistillConfig")
     distill.set_defaults(handler=_distill)
 
 
