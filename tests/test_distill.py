@@ -17,7 +17,8 @@ from training.dataset import SegmentCrops, load_prepared, make_loader
 from training.distill import DistillJob, load_frozen, teacher_nll_warning, train_step
 from training.distill_config import active_weights, resolve_distill_config
 from training.distill_losses import LOGGED_TERMS, distill_losses, noise_for
-from training.loop import new_run, to_device
+from training.launch import new_run
+from training.loop import to_device
 from wavenet import Student
 
 CPU = torch.device("cpu")

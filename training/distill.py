@@ -27,13 +27,12 @@ from training.config import ConfigError
 from training.dataset import PreparedCorpus
 from training.distill_config import DistillConfig, active_weights, resolve_distill_config
 from training.distill_losses import LOGGED_TERMS, distill_losses, held_out_kl, noise_for
+from training.launch import open_run, run_job
 from training.loop import (
     Job,
     TrainingRun,
     autocast,
-    open_run,
     optimizer_update,
-    run_job,
     set_learning_rate,
     weighted_total,
 )

@@ -3,17 +3,16 @@
 A `Job` says what one step computes, how held-out data is scored and which sample is logged;
 this module does the rest the same way for the teacher, the classifier and the student:
 Adam with warm-up and decay, gradient clipping, an exponential moving average (EMA) of the
-weights (the EMA model is evaluated and saved to RUN/model), bf16/fp16 autocast on GPU, DDP
-under torchrun, and RUN/checkpoint with everything needed to resume: weights, EMA, optimizer,
-loss scaler, step and RNG states. Crops are a pure function of (seed, rank, step), so a resumed
-run sees the batches an uninterrupted one would have.
+weights (the EMA model is evaluated and saved to RUN/model), bf16/fp16 autocast on GPU, and
+RUN/checkpoint with everything needed to resume: weights, EMA, optimizer, loss scaler, step
+and RNG states. Crops are a pure function of (seed, rank, step), so a resumed run sees the
+batches an uninterrupted one would have. `training.launch` starts and resumes runs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,18 +22,11 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from training import distributed
-from training.config import ConfigError
-from training.dataset import (
-    PreparedCorpus,
-    SegmentCrops,
-    load_prepared,
-    make_loader,
-    validation_items,
-)
+from training.dataset import PreparedCorpus, SegmentCrops, make_loader, validation_items
 from training.monitor import RunLog
-from training.optim import ema_copy, learning_rate, update_ema
-from training.run_config import CONFIG_FILE, RunConfig, RunConfigT, config_source, save_config
-from training.state import capture_rng, has_state, load_state, restore_rng, save_state
+from training.optim import learning_rate, update_ema
+from training.run_config import RunConfig
+from training.state import capture_rng, save_state
 from wavenet.checkpoint import save_model
 
 __all__ = [
@@ -42,11 +34,7 @@ __all__ = [
     "TrainingRun",
     "autocast",
     "fit",
-    "new_run",
-    "open_run",
     "optimizer_update",
-    "restore_checkpoint",
-    "run_job",
     "save_checkpoint",
     "set_learning_rate",
     "to_device",
@@ -151,23 +139,6 @@ def optimizer_update(run: TrainingRun, total: torch.Tensor, step: int) -> dict[s
     return {"grad_norm": float(grad_norm)}
 
 
-def new_run(
-    config: RunConfig,
-    corpus: PreparedCorpus,
-    processes: distributed.Processes,
-    out: Path,
-    model: nn.Module,
-) -> TrainingRun:
-    """Wrap a freshly initialised `model` (on its device, in train mode) with EMA and Adam."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.adam_betas)
-    fp16 = processes.device.type == "cuda" and config.amp == "fp16"
-    scaler = torch.amp.GradScaler("cuda", enabled=fp16)
-    module = distributed.wrap(model, processes)
-    return TrainingRun(
-        config, corpus, processes, out, model, module, ema_copy(model), optimizer, scaler
-    )
-
-
 def save_checkpoint(run: TrainingRun, job: Job, step: int) -> None:
     """Training state to RUN/checkpoint, the EMA model to RUN/model (rank 0 only)."""
     if not run.processes.is_main:
@@ -184,19 +155,6 @@ def save_checkpoint(run: TrainingRun, job: Job, step: int) -> None:
     save_state(run.out / "checkpoint", state)
     extra = {"step": step, "data": str(run.corpus.root), **job.model_extra(run)}
     job.saved(run, save_model(run.ema, run.out / "model", extra=extra))
-
-
-def restore_checkpoint(run: TrainingRun) -> int:
-    """Load RUN/checkpoint into `run` (on every rank); returns the step it was saved at."""
-    state = load_state(run.out / "checkpoint")
-    run.model.load_state_dict(state["model"])
-    run.ema.load_state_dict(state["ema"])
-    run.optimizer.load_state_dict(state["optimizer"])
-    if state["scaler"]:
-        run.scaler.load_state_dict(state["scaler"])
-    if run.processes.is_main:
-        restore_rng(state["rng"])
-    return int(state["step"])
 
 
 def _due(done: int, every: int, last: int) -> bool:
@@ -262,80 +220,3 @@ def fit(run: TrainingRun, job: Job, log: RunLog, start_step: int) -> None:
             distributed.barrier(processes)
         last = time.perf_counter()
     progress.close()
-
-
-def open_run(
-    data: str | Path,
-    out: str | Path,
-    config_path: str | Path | None,
-    steps: int | None,
-    resume: bool,
-    resolve: Callable[[str | Path | None, list[str], int | None], RunConfigT],
-) -> tuple[Path, PreparedCorpus, RunConfigT]:
-    """The checks and inputs every job starts with, before anything is written.
-
-    Args:
-        data (str | Path): A folder written by `wavenet prepare`.
-        out (str | Path): The run directory.
-        config_path (str | Path | None): YAML config; on resume, RUN/config.yaml by default.
-        steps (int | None): Total steps, overriding the config.
-        resume (bool): Continue from RUN/checkpoint.
-        resolve (Callable): The job's config loader: (path, corpus speakers, steps) -> config.
-
-    Returns:
-        tuple: The run directory, the corpus and the resolved config.
-
-    Raises:
-        ConfigError: for a bad config or data folder, or a run directory that holds a
-            checkpoint when `resume` is off (or none when it is on).
-    """
-    out = Path(out)
-    if resume and not has_state(out / "checkpoint"):
-        raise ConfigError(f"{out}: no checkpoint to resume from")
-    if not resume and has_state(out / "checkpoint"):
-        raise ConfigError(f"{out}: already holds a checkpoint; pass --resume or another --out")
-    corpus = load_prepared(data)
-    config = resolve(config_source(config_path, out, resume), corpus.speakers, steps)
-    return out, corpus, config
-
-
-def run_job(
-    config: RunConfig,
-    corpus: PreparedCorpus,
-    out: Path,
-    resume: bool,
-    device: torch.device,
-    build_model: Callable[[], nn.Module],
-    make_job: Callable[[distributed.Processes], Job],
-) -> Path:
-    """Run a job alone or as one rank under torchrun; returns RUN/model, the EMA model.
-
-    Args:
-        config (RunConfig): The resolved config, saved to RUN/config.yaml.
-        corpus (PreparedCorpus): The training data.
-        out (Path): The run directory (config.yaml, metrics.jsonl, tensorboard/,
-            checkpoint/, model/).
-        resume (bool): Continue from RUN/checkpoint.
-        device (torch.device): Where to train (each DDP rank takes its local GPU).
-        build_model (Callable): A new model to train, built after seeding with config.seed.
-        make_job (Callable): The job, given where this process stands (after the run
-            directory exists, so rank 0 may write to it).
-    """
-    processes = distributed.setup(device)
-    try:
-        if processes.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            save_config(config, out / CONFIG_FILE)
-        job = make_job(processes)
-        torch.manual_seed(config.seed)
-        model = build_model().to(processes.device).train()
-        run = new_run(config, corpus, processes, out, model)
-        start_step = restore_checkpoint(run) if resume else 0
-        log = RunLog(out, start_step, processes.is_main)
-        try:
-            fit(run, job, log, start_step)
-        finally:
-            log.close()
-    finally:
-        distributed.teardown(processes)
-    return out / "model"

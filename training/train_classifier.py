@@ -21,13 +21,12 @@ from training import distributed
 from training.classifier_config import ClassifierTrainConfig, resolve_classifier_config
 from training.config import ConfigError
 from training.dataset import PreparedCorpus, SegmentCrops, Utterance
+from training.launch import open_run, run_job
 from training.loop import (
     Job,
     TrainingRun,
     autocast,
-    open_run,
     optimizer_update,
-    run_job,
     set_learning_rate,
     to_device,
     weighted_total,

@@ -15,14 +15,12 @@ from torch import nn
 
 from training import distributed
 from training.dataset import PreparedCorpus
+from training.launch import new_run, open_run, run_job
 from training.loop import (
     Job,
     TrainingRun,
     autocast,
-    new_run,
-    open_run,
     optimizer_update,
-    run_job,
     set_learning_rate,
     to_device,
     weighted_total,
