@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Train the default model end to end: corpus, features, teacher, classifier, student,
+# evaluation, and the checkpoints copied into models/default. Every stage resumes where it
+# stopped, so running this again (after an interruption, or in a later session) continues.
+#
+# Settings (environment variables, with defaults):
+#   WORK=data/default          corpus, prepared features and runs
+#   OUT=models/default         where the finished checkpoints are copied
+#   MINUTES=75                 corpus size; VOICES: flite/festival voices to read it
+#   TEACHER_CONFIG, CLASSIFIER_CONFIG, STUDENT_CONFIG: YAML files (shipped ones by default)
+#   TEACHER_STEPS, CLASSIFIER_STEPS, STUDENT_STEPS: stop after this many steps (default: the
+#       config's); a later run with a higher number continues the same run
+#   DEVICE=auto                auto, cpu or cuda
+#   EVAL_SECONDS=120           time budget for sampling clips in each evaluation
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WAVENET=${WAVENET:-.venv/bin/wavenet}
+WORK=${WORK:-data/default}
+OUT=${OUT:-models/default}
+MINUTES=${MINUTES:-75}
+VOICES=${VOICES:-kal16 awb rms slt kal_diphone slt_hts}
+TEACHER_CONFIG=${TEACHER_CONFIG:-training/configs/teacher.yaml}
+CLASSIFIER_CONFIG=${CLASSIFIER_CONFIG:-training/configs/classifier.yaml}
+STUDENT_CONFIG=${STUDENT_CONFIG:-training/configs/student_cpu.yaml}
+DEVICE=${DEVICE:-auto}
+EVAL_SECONDS=${EVAL_SECONDS:-120}
+
+# A stage's run folder has a checkpoint once it has saved one: then it resumes.
+train() {
+    local job=$1 run=$2 steps=$3
+    shift 3
+    local options=(--out "$run" --device "$DEVICE")
+    [[ -d $run/checkpoint ]] && options+=(--resume)
+    [[ -n $steps ]] && options+=(--steps "$steps")
+    echo "== $job -> $run" >&2
+    "$WAVENET" "$job" "${options[@]}" "$@"
+}
+
+if [[ ! -f $WORK/corpus/manifest.csv ]]; then
+    rm -rf "$WORK/corpus"  # an interrupted build: the corpus is made again from scratch
+    # shellcheck disable=SC2086 # VOICES is a list of words
+    "$WAVENET" corpus "$WORK/corpus" --minutes "$MINUTES" --voices $VOICES
+fi
+if [[ ! -f $WORK/prepared/manifest.jsonl ]]; then
+    "$WAVENET" prepare "$WORK/corpus" "$WORK/prepared"
+fi
+
+train train-teacher "$WORK/runs/teacher" "${TEACHER_STEPS:-}" \
+    --data "$WORK/prepared" --config "$TEACHER_CONFIG"
+train train-classifier "$WORK/runs/classifier" "${CLASSIFIER_STEPS:-}" \
+    --data "$WORK/prepared" --config "$CLASSIFIER_CONFIG"
+train distill "$WORK/runs/student" "${STUDENT_STEPS:-}" \
+    --data "$WORK/prepared" --config "$STUDENT_CONFIG" \
+    --teacher "$WORK/runs/teacher/model" --classifier "$WORK/runs/classifier/model"
+
+"$WAVENET" evaluate --model "$WORK/runs/teacher/model" --data "$WORK/prepared" \
+    --out "$WORK/runs/teacher/eval.json" --max-seconds "$EVAL_SECONDS" --device "$DEVICE"
+"$WAVENET" evaluate --model "$WORK/runs/student/model" --teacher "$WORK/runs/teacher/model" \
+    --data "$WORK/prepared" --out "$WORK/runs/student/eval.json" \
+    --max-seconds "$EVAL_SECONDS" --device "$DEVICE"
+
+for part in teacher classifier student; do
+    mkdir -p "$OUT/$part"
+    cp "$WORK/runs/$part/model/"* "$OUT/$part/"
+done
+echo "checkpoints copied to $OUT; reports in $WORK/runs/*/eval.json" >&2

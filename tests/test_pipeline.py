@@ -1,0 +1,70 @@
+"""The default-model script, end to end on a tiny corpus with tiny configs."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from wavenet import load_model
+
+ROOT = Path(__file__).parent.parent
+SCRIPT = ROOT / "scripts" / "train-default-model.sh"
+CONFIGS = ROOT / "training" / "configs"
+
+
+def run_script(work: Path, out: Path, student_steps: int) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "WAVENET": str(Path(sys.executable).parent / "wavenet"),
+        "WORK": str(work),
+        "OUT": str(out),
+        "MINUTES": "0.1",
+        "VOICES": "kal16 slt",
+        "TEACHER_CONFIG": str(CONFIGS / "tiny.yaml"),
+        "CLASSIFIER_CONFIG": str(CONFIGS / "classifier_tiny.yaml"),
+        "STUDENT_CONFIG": str(CONFIGS / "student_tiny.yaml"),
+        "TEACHER_STEPS": "2",
+        "CLASSIFIER_STEPS": "2",
+        "STUDENT_STEPS": str(student_steps),
+        "DEVICE": "cpu",
+        "EVAL_SECONDS": "2",
+    }
+    result = subprocess.run([str(SCRIPT)], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def steps(run: Path) -> list[int]:
+    return [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.skipif(shutil.which("flite") is None, reason="needs Debian's flite")
+@pytest.mark.timeout(900)
+def test_script_trains_ships_and_resumes(tmp_path):
+    work, out = tmp_path / "work", tmp_path / "out"
+    run_script(work, out, student_steps=2)
+    spec_json = json.loads((work / "prepared" / "feature_spec.json").read_text())
+    models = {part: load_model(out / part) for part in ("teacher", "classifier", "student")}
+    assert [m.kind for m in models.values()] == ["teacher", "classifier", "student"]
+    assert all(m.spec.model_dump(mode="json") == spec_json for m in models.values())
+    entry = json.loads((work / "prepared" / "manifest.jsonl").read_text().splitlines()[0])
+    mel = torch.from_numpy(np.load(work / "prepared" / entry["mel"])).unsqueeze(0)
+    audio = models["student"].generate(mel)
+    assert audio.shape == (1, entry["frames"] * spec_json["hop_length"])
+    assert torch.isfinite(audio).all()
+    for part in ("teacher", "student"):
+        report = json.loads((work / "runs" / part / "eval.json").read_text())
+        assert report, f"empty {part} report"
+
+    corpus_manifest = work / "corpus" / "manifest.csv"
+    built = corpus_manifest.stat().st_mtime_ns
+    run_script(work, out, student_steps=3)
+    assert corpus_manifest.stat().st_mtime_ns == built, "the corpus was built again"
+    assert steps(work / "runs" / "teacher")[-1] == 2
+    assert steps(work / "runs" / "student")[-1] == 3
