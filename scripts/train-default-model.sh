@@ -2,6 +2,9 @@
 # Train the default model end to end: corpus, features, teacher, classifier, student,
 # evaluation, and the checkpoints copied into models/default. Every stage resumes where it
 # stopped, so running this again (after an interruption, or in a later session) continues.
+# Each stage's resumable state (checkpoint, EMA model, config, metrics) is also kept in
+# $OUT/runs/<stage>, which travels with the repository: a fresh checkout rebuilds the
+# corpus (the same one: synthesis and split are deterministic) and resumes from there.
 #
 # Settings (environment variables, with defaults):
 #   WORK=data/default          corpus, prepared features and runs
@@ -9,7 +12,9 @@
 #   MINUTES=75                 corpus size; VOICES: flite/festival voices to read it
 #   TEACHER_CONFIG, CLASSIFIER_CONFIG, STUDENT_CONFIG: YAML files (shipped ones by default)
 #   TEACHER_STEPS, CLASSIFIER_STEPS, STUDENT_STEPS: stop after this many steps (default: the
-#       config's); a later run with a higher number continues the same run
+#       config's); a later run with a higher number continues the same run. A stage's state
+#       is copied to $OUT/runs when it stops at its limit, so size the limits to the time
+#       a machine has, then commit $OUT/runs
 #   DEVICE=auto                auto, cpu or cuda
 #   EVAL_SECONDS=120           time budget for sampling clips in each evaluation
 set -euo pipefail
@@ -26,15 +31,24 @@ STUDENT_CONFIG=${STUDENT_CONFIG:-training/configs/student_cpu.yaml}
 DEVICE=${DEVICE:-auto}
 EVAL_SECONDS=${EVAL_SECONDS:-120}
 
-# A stage's run folder has a checkpoint once it has saved one: then it resumes.
+# A stage's run folder has a checkpoint once it has saved one: then it resumes. Its state
+# comes from $OUT/runs/<stage> when the work folder has none, and goes back there after.
 train() {
-    local job=$1 run=$2 steps=$3
+    local job=$1 part=$2 steps=$3
     shift 3
+    local run=$WORK/runs/$part kept=$OUT/runs/$part
+    if [[ ! -d $run/checkpoint && -d $kept/checkpoint ]]; then
+        mkdir -p "$run"
+        cp -r "$kept/." "$run/"
+    fi
     local options=(--out "$run" --device "$DEVICE")
     [[ -d $run/checkpoint ]] && options+=(--resume)
     [[ -n $steps ]] && options+=(--steps "$steps")
     echo "== $job -> $run" >&2
     "$WAVENET" "$job" "${options[@]}" "$@"
+    rm -rf "$kept"
+    mkdir -p "$kept"
+    cp -r "$run/checkpoint" "$run/model" "$run/config.yaml" "$run/metrics.jsonl" "$kept/"
 }
 
 if [[ ! -f $WORK/corpus/manifest.csv ]]; then
@@ -46,11 +60,11 @@ if [[ ! -f $WORK/prepared/manifest.jsonl ]]; then
     "$WAVENET" prepare "$WORK/corpus" "$WORK/prepared"
 fi
 
-train train-teacher "$WORK/runs/teacher" "${TEACHER_STEPS:-}" \
+train train-teacher teacher "${TEACHER_STEPS:-}" \
     --data "$WORK/prepared" --config "$TEACHER_CONFIG"
-train train-classifier "$WORK/runs/classifier" "${CLASSIFIER_STEPS:-}" \
+train train-classifier classifier "${CLASSIFIER_STEPS:-}" \
     --data "$WORK/prepared" --config "$CLASSIFIER_CONFIG"
-train distill "$WORK/runs/student" "${STUDENT_STEPS:-}" \
+train distill student "${STUDENT_STEPS:-}" \
     --data "$WORK/prepared" --config "$STUDENT_CONFIG" \
     --teacher "$WORK/runs/teacher/model" --classifier "$WORK/runs/classifier/model"
 

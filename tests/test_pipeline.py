@@ -62,6 +62,10 @@ def test_script_trains_ships_and_resumes(tmp_path):
         report = json.loads((work / "runs" / part / "eval.json").read_text())
         assert report, f"empty {part} report"
 
+    assert all((out / "runs" / part / "checkpoint").is_dir() for part in models)
+
+    # A fresh machine keeps the corpus recipe and models/default, not the work folder's runs.
+    shutil.rmtree(work / "runs")
     corpus_manifest = work / "corpus" / "manifest.csv"
     built = corpus_manifest.stat().st_mtime_ns
     run_script(work, out, student_steps=3)
