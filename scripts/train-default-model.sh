@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train the default model end to end: corpus, features, teacher, classifier, student,
 # evaluation, and the checkpoints copied into models/default. Every stage resumes where it
-# stopped, so running this again (after an interruption, or in a later session) continues.
+# stopped, so running this again (after an interruption, or on another day) continues.
 # Each stage's resumable state (checkpoint, EMA model, config, metrics) is also kept in
 # $OUT/runs/<stage>, which travels with the repository: a fresh checkout rebuilds the
 # corpus (the same one: synthesis and split are deterministic) and resumes from there.
