@@ -91,14 +91,7 @@ def vocode_synthesis(
             f"unsupported Content-Type {mime!r}; send application/json or application/x-npy",
             status=415,
         )
-    return Synthesis(
-        mel=check_mel(mel, spec, max_frames),
-        speaker=resolve_speaker(options.speaker, speakers),
-        format=options.format,
-        temperature=options.temperature,
-        seed=options.seed,
-        stream=query.stream,
-    )
+    return _synthesis(mel, options, spec, speakers, max_frames)
 
 
 def upload_synthesis(
@@ -107,7 +100,17 @@ def upload_synthesis(
     """A POST /v1/resynthesize request: the uploaded audio's features, with form options."""
     max_seconds = spec.samples_for(max_frames) / spec.sample_rate
     audio = decode_upload(data, spec.sample_rate, max_seconds)
-    mel = spec.extract(audio)
+    return _synthesis(spec.extract(audio), options, spec, speakers, max_frames)
+
+
+def _synthesis(
+    mel: torch.Tensor,
+    options: SynthesisQuery,
+    spec: FeatureSpec,
+    speakers: list[str],
+    max_frames: int,
+) -> Synthesis:
+    """A checked request: the mel within limits, the speaker resolved, the options kept."""
     return Synthesis(
         mel=check_mel(mel, spec, max_frames),
         speaker=resolve_speaker(options.speaker, speakers),
