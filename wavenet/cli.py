@@ -285,6 +285,12 @@ def _add_evaluate(commands) -> None:
     evaluate.set_defaults(handler=_evaluate)
 
 
+def _add_spectrogram(commands) -> None:
+    from training.spectrogram import add_parser
+
+    add_parser(commands)
+
+
 def _bench(args: argparse.Namespace) -> None:
     from training.bench import run
 
@@ -326,6 +332,7 @@ SUBCOMMANDS = [
     _add_train_classifier,
     _add_distill,
     _add_evaluate,
+    _add_spectrogram,
     _add_bench,
 ]
 
