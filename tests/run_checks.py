@@ -44,6 +44,31 @@ def kill_after_a_checkpoint(command: list[str], run: Path) -> int:
     return saved
 
 
+def stop_with_sigterm(command: list[str], run: Path) -> int:
+    """Start a long run that never checkpoints on its own, send SIGTERM once it has logged
+    two steps, and return the step of the checkpoint it saved on its way out."""
+    process = subprocess.Popen(
+        [*command, "--steps", "100000"], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not any(r["step"] >= 2 for r in read_metrics(run)):
+            assert process.poll() is None, "the training process ended early"
+            assert time.monotonic() < deadline, "no two steps logged within 90 s"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 128 + signal.SIGTERM, stderr.decode()[-2000:]
+    saved = load_state(run / "checkpoint")["step"]
+    assert saved == read_metrics(run)[-1]["step"], "the checkpoint holds the last step trained"
+    assert f"stopped by signal {int(signal.SIGTERM)} after step {saved}" in stderr.decode()
+    assert json.loads((run / "model" / "config.json").read_text())["extra"]["step"] == saved
+    return saved
+
+
 def _wait_for_checkpoint_and_progress(run: Path, process: subprocess.Popen) -> None:
     """Poll until a checkpoint exists and the run has logged a later step."""
     deadline = time.monotonic() + 90

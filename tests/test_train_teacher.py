@@ -1,4 +1,5 @@
-"""Teacher training: loss goes down, outputs and checkpoints, exact resume, SIGKILL, DDP."""
+"""Teacher training: loss goes down, outputs and checkpoints, exact resume, SIGKILL, SIGTERM,
+DDP."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from run_checks import (
     kill_after_a_checkpoint,
     resume_two_more_steps,
     run_ddp_three_steps,
+    stop_with_sigterm,
     tensorboard_tags,
 )
 from safetensors.torch import load_file
@@ -161,6 +163,15 @@ def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(prepared_cor
         "model",
         "tensorboard",
     ]
+
+
+def test_sigterm_stops_after_the_step_with_a_checkpoint_that_resumes(prepared_corpus, tmp_path):
+    run = tmp_path / "run"
+    config = tiny_config_file(
+        tmp_path, log_every=1, eval_every=1000, sample_every=0, checkpoint_every=1000
+    )
+    command = teacher_command(prepared_corpus, run, config)
+    resume_two_more_steps(command, run, stop_with_sigterm(command, run))
 
 
 def teacher_command(data: Path, run: Path, config: Path) -> list[str]:

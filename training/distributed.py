@@ -15,7 +15,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["Processes", "barrier", "setup", "teardown", "wrap"]
+__all__ = ["Processes", "any_rank", "barrier", "setup", "teardown", "wrap"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,15 @@ def barrier(processes: Processes) -> None:
     """Wait for every rank (no-op for a single process)."""
     if processes.world_size > 1:
         dist.barrier()
+
+
+def any_rank(processes: Processes, value: int) -> int:
+    """The largest of every rank's `value` (the value itself for a single process)."""
+    if processes.world_size <= 1:
+        return value
+    flag = torch.tensor([value], device=processes.device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return int(flag.item())
 
 
 def teardown(processes: Processes) -> None:

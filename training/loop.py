@@ -12,6 +12,7 @@ batches an uninterrupted one would have. `training.launch` starts and resumes ru
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from training.monitor import RunLog
 from training.optim import learning_rate, update_ema
 from training.run_config import RunConfig
 from training.state import capture_rng, save_state
+from training.stopping import stop_requests
 from wavenet.checkpoint import save_model
 
 __all__ = [
@@ -182,6 +184,8 @@ def fit(run: TrainingRun, job: Job, log: RunLog, start_step: int) -> None:
 
     samples_per_s counts the audio samples of every rank's crops per second of data loading
     and training steps; evaluation, sampling and checkpoints are left out of the time.
+    SIGINT or SIGTERM stops the run after the current step, with a checkpoint
+    (`training.stopping`).
     """
     config, processes, spec = run.config, run.processes, run.corpus.spec
     loader = make_loader(
@@ -201,22 +205,37 @@ def fit(run: TrainingRun, job: Job, log: RunLog, start_step: int) -> None:
     )
     window: list[dict] = []
     seconds, last = 0.0, time.perf_counter()
-    for step, batch in enumerate(loader, start=start_step):
-        window.append(job.step(run, to_device(batch, processes.device, with_speaker), step))
-        seconds += time.perf_counter() - last
-        done, speed = step + 1, len(window) * samples_per_step / seconds
-        headline = window[-1].get(job.headline)
-        shown = "-" if headline is None else f"{headline:.3f}"
-        progress.set_postfix({job.headline: shown, "samples_per_s": f"{speed:.0f}"})
-        progress.update(1)
-        if _due(done, config.log_every, config.steps):
-            evaluate = _due(done, config.eval_every, config.steps)
-            log.scalars(done, _summary(run, job, window, speed, items, evaluate))
-            window, seconds = [], 0.0
-        if processes.is_main and config.sample_every and done % config.sample_every == 0:
-            job.sample(run, log, done, items[0])
-        if _due(done, config.checkpoint_every, config.steps):
-            save_checkpoint(run, job, done)
-            distributed.barrier(processes)
-        last = time.perf_counter()
+    with stop_requests() as stop:
+        for step, batch in enumerate(loader, start=start_step):
+            window.append(job.step(run, to_device(batch, processes.device, with_speaker), step))
+            seconds += time.perf_counter() - last
+            done, speed = step + 1, len(window) * samples_per_step / seconds
+            headline = window[-1].get(job.headline)
+            shown = "-" if headline is None else f"{headline:.3f}"
+            progress.set_postfix({job.headline: shown, "samples_per_s": f"{speed:.0f}"})
+            progress.update(1)
+            if _due(done, config.log_every, config.steps):
+                evaluate = _due(done, config.eval_every, config.steps)
+                log.scalars(done, _summary(run, job, window, speed, items, evaluate))
+                window, seconds = [], 0.0
+            if processes.is_main and config.sample_every and done % config.sample_every == 0:
+                job.sample(run, log, done, items[0])
+            saved = _due(done, config.checkpoint_every, config.steps)
+            if saved:
+                save_checkpoint(run, job, done)
+                distributed.barrier(processes)
+            signum = distributed.any_rank(processes, stop.signal)
+            if signum and done < config.steps:
+                if not saved:
+                    save_checkpoint(run, job, done)
+                    distributed.barrier(processes)
+                progress.close()
+                if processes.is_main:
+                    print(
+                        f"{job.name}: stopped by signal {signum} after step {done}; checkpoint "
+                        f"saved in {run.out / 'checkpoint'}, --resume continues from it",
+                        file=sys.stderr,
+                    )
+                raise SystemExit(128 + signum)
+            last = time.perf_counter()
     progress.close()
