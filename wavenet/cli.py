@@ -299,6 +299,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number, zero or more."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more, got {text}")
+    return value
+
+
 def positive_float(text: str) -> float:
     """An argparse type: a number above zero."""
     value = float(text)
@@ -362,6 +370,77 @@ def _add_bench(commands) -> None:
     bench.set_defaults(handler=_bench)
 
 
+def _bench_service(args: argparse.Namespace) -> None:
+    try:
+        from service.loadtest import LoadTestError, run
+    except ImportError as error:
+        raise CommandError(
+            f"bench-service needs the serve extras ({error}): pip install 'wavenet-service[serve]'"
+        ) from None
+    try:
+        run(args)
+    except LoadTestError as error:
+        raise CommandError(str(error)) from None
+
+
+def _add_bench_service(commands) -> None:
+    import os
+
+    bench = commands.add_parser(
+        "bench-service",
+        help="load-test a service running on this machine (latency, throughput, overload)",
+        description="At each concurrency level, that many clients send POST /v1/vocode "
+        "requests of random mels back to back: latency p50/p95/p99, served requests and "
+        "audio seconds per second, errors by status code. Then more requests at once than "
+        "the queue holds: the 503s, and whether the next request is served. Loopback only; "
+        "bounded by --requests-per-level and --max-seconds.",
+    )
+    bench.add_argument("--url", required=True, help="the service, e.g. http://127.0.0.1:8000")
+    bench.add_argument(
+        "--concurrency",
+        type=positive_int,
+        nargs="+",
+        default=[1, 4, 16, 64],
+        help="concurrent clients of each level",
+    )
+    bench.add_argument(
+        "--requests-per-level",
+        type=positive_int,
+        default=64,
+        help="requests per level (at least one per client)",
+    )
+    bench.add_argument(
+        "--seconds", type=positive_float, default=1.0, help="audio per request, in seconds"
+    )
+    bench.add_argument(
+        "--overload",
+        type=non_negative_int,
+        default=256,
+        help="requests sent at once after the levels; above the service's queue "
+        "(WAVENET_QUEUE_SIZE, default 64) plus a batch or two in progress; 0 skips it",
+    )
+    bench.add_argument(
+        "--max-seconds",
+        type=positive_float,
+        default=300.0,
+        help="no new request starts after this long (those in flight get --timeout)",
+    )
+    bench.add_argument(
+        "--timeout", type=positive_float, default=60.0, help="seconds one request may take"
+    )
+    bench.add_argument(
+        "--format", default="wav", choices=["wav", "pcm16", "mulaw", "flac"], help="audio format"
+    )
+    bench.add_argument(
+        "--api-key",
+        default=os.environ.get("WAVENET_API_KEY"),
+        help="bearer key, when the service has one (default: $WAVENET_API_KEY)",
+    )
+    bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    bench.add_argument("--out", help="also write the report as JSON here")
+    bench.set_defaults(handler=_bench_service)
+
+
 # One entry per subcommand, in the order `wavenet --help` lists them.
 SUBCOMMANDS = [
     _add_synthesize,
@@ -374,6 +453,7 @@ SUBCOMMANDS = [
     _add_distill,
     _add_evaluate,
     _add_bench,
+    _add_bench_service,
 ]
 
 
