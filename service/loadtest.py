@@ -17,6 +17,7 @@ import asyncio
 import base64
 import ipaddress
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,7 +135,7 @@ async def overload(client: httpx.AsyncClient, body: bytes, count: int, audio_s: 
     result["retry_after"] = refused[0].retry_after if refused else None
     if not refused:
         result["note"] = (
-            f"all {count} requests were queued and none was refused: the queue holds more "
+            f"none of the {count} requests was refused with 503: the service held them all "
             "(raise --overload above WAVENET_QUEUE_SIZE plus a batch or two to see 503s)"
         )
     recovery = await send(client, body)
@@ -173,7 +174,8 @@ def request_body(model: dict, seconds: float, audio_format: str) -> tuple[bytes,
         LoadTestError: if the service accepts fewer frames than that.
     """
     spec = model["spec"]
-    frames = max(1, round(seconds * spec["sample_rate"] / spec["hop_length"]))
+    # As FeatureSpec.frames_for: enough frames to cover the samples.
+    frames = max(1, math.ceil(round(seconds * spec["sample_rate"]) / spec["hop_length"]))
     if frames > model["max_frames"]:
         raise LoadTestError(
             f"--seconds {seconds:g} needs {frames} mel frames; the service accepts at most "
@@ -302,7 +304,6 @@ def run(args) -> dict:
         "timeout": args.timeout,
         "format": args.format,
     }
-    check_loopback(args.url)
     report = asyncio.run(load_test(args.url, options, args.api_key))
     print(json.dumps(report, indent=2) if args.json else format_table(report))
     if args.out:

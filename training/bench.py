@@ -154,7 +154,10 @@ def running_as(student: Student, variant: Variant, device: torch.device) -> Iter
             # On CUDA, reduce-overhead replays the flows as CUDA graphs.
             mode = "reduce-overhead" if device.type == "cuda" else "default"
             student.flow = torch.compile(student.flow, mode=mode)
-            stack.callback(delattr, student, "flow")  # back to the uncompiled method
+            # Afterwards: the uncompiled method again, and no compiled code left over for the
+            # next variant to trip on (a precision change would count as a recompilation).
+            stack.callback(torch.compiler.reset)
+            stack.callback(delattr, student, "flow")
         yield
 
 
