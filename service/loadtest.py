@@ -40,6 +40,10 @@ def check_loopback(url: str) -> str:
         LoadTestError: for any other scheme or host.
     """
     parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 (reading it checks it)
+    except ValueError:
+        raise LoadTestError(f"{url}: the port is not a number from 0 to 65535") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise LoadTestError(f"{url}: expected a URL like http://127.0.0.1:8000")
     host = parts.hostname

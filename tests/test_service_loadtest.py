@@ -102,3 +102,5 @@ def test_a_service_that_is_not_there_is_named(capsys):
 def test_a_url_without_a_host_is_refused(capsys):
     assert main(["bench-service", "--url", "127.0.0.1:8000"]) == 2
     assert "expected a URL like http://127.0.0.1:8000" in capsys.readouterr().err
+    assert main(["bench-service", "--url", "http://127.0.0.1:80000"]) == 2
+    assert "the port is not a number from 0 to 65535" in capsys.readouterr().err
