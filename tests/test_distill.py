@@ -11,7 +11,7 @@ import torch
 from distill_fixtures import CONFIGS, config_file, save_frozen_models
 
 from training import distributed
-from training.bench import student_flops_per_sample, student_layout
+from training.bench import student_layout
 from training.config import ConfigError
 from training.dataset import SegmentCrops, load_prepared, make_loader
 from training.distill import DistillJob, load_frozen, teacher_nll_warning, train_step
@@ -19,6 +19,7 @@ from training.distill_config import active_weights, resolve_distill_config
 from training.distill_losses import LOGGED_TERMS, distill_losses, noise_for
 from training.launch import new_run
 from training.loop import to_device
+from training.speed import student_flops_per_sample
 from wavenet import Student
 
 CPU = torch.device("cpu")

@@ -294,31 +294,157 @@ def _add_spectrogram(commands) -> None:
 def _bench(args: argparse.Namespace) -> None:
     from training.bench import run
 
-    run(args)
+    run(args, resolve_device(args.device))
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number above zero."""
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number, zero or more."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a number above zero."""
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
 
 
 def _add_bench(commands) -> None:
     bench = commands.add_parser(
         "bench",
         help="measure student and teacher generation speed on this machine",
-        description="Real-time factor of student generation (batch 1, from mel) per layout, "
-        "FLOPs per sample against the measured matmul peak, and the teacher's incremental "
-        "samples per second, all in one run.",
+        description="On one device: student samples/s and real-time factor per batch size and "
+        "utterance length, the teacher's incremental samples/s, their ratio, peak memory, and "
+        "FLOP/s against the measured matmul peak; on CUDA also fp16 autocast (and "
+        "torch.compile with --compile). Medians of repeated runs after a warm-up. A model is "
+        "a checkpoint directory, or a training .yaml whose layout runs with random weights.",
     )
     bench.add_argument(
+        "--model",
         "--student",
+        dest="model",
         nargs="+",
-        default=["student_cpu.yaml", "student.yaml"],
-        help="distillation configs (their `model` section is the layout); bare names are "
-        "looked up among the shipped configs",
+        metavar="PATH",
+        help="student checkpoint directories or distillation .yaml configs (bare names are "
+        "looked up among the shipped configs); default models/default/student if present, "
+        "else student_cpu.yaml",
     )
-    bench.add_argument("--teacher", default="teacher.yaml", help="teacher training config")
-    bench.add_argument("--seconds", type=float, default=10.0, help="audio per student run")
-    bench.add_argument("--teacher-frames", type=int, default=4, help="frames per teacher run")
-    bench.add_argument("--repeats", type=int, default=3)
+    bench.add_argument(
+        "--teacher",
+        metavar="PATH",
+        help="teacher checkpoint directory or training .yaml; default models/default/teacher "
+        "if present, else teacher.yaml",
+    )
+    bench.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="auto takes CUDA when there is a GPU",
+    )
+    bench.add_argument(
+        "--seconds",
+        type=positive_float,
+        nargs="+",
+        default=[1.0, 10.0],
+        help="utterance lengths of the student runs",
+    )
+    bench.add_argument(
+        "--batches", type=positive_int, nargs="+", default=[1, 4, 16], help="student batch sizes"
+    )
+    bench.add_argument(
+        "--teacher-frames", type=positive_int, default=4, help="mel frames per teacher run"
+    )
+    bench.add_argument("--repeats", type=positive_int, default=3, help="timed runs per case")
     bench.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    bench.add_argument(
+        "--compile", action="store_true", help="also time the student under torch.compile"
+    )
+    bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bench.add_argument("--out", help="also write the report as JSON here")
     bench.set_defaults(handler=_bench)
+
+
+def _bench_service(args: argparse.Namespace) -> None:
+    try:
+        from service.loadtest import LoadTestError, run
+    except ImportError as error:
+        raise CommandError(
+            f"bench-service needs the serve extras ({error}): pip install 'wavenet-service[serve]'"
+        ) from None
+    try:
+        run(args)
+    except LoadTestError as error:
+        raise CommandError(str(error)) from None
+
+
+def _add_bench_service(commands) -> None:
+    import os
+
+    bench = commands.add_parser(
+        "bench-service",
+        help="load-test a service running on this machine (latency, throughput, overload)",
+        description="At each concurrency level, that many clients send POST /v1/vocode "
+        "requests of random mels back to back: latency p50/p95/p99, served requests and "
+        "audio seconds per second, errors by status code. Then more requests at once than "
+        "the queue holds: the 503s, and whether the next request is served. Loopback only; "
+        "bounded by --requests-per-level and --max-seconds.",
+    )
+    bench.add_argument("--url", required=True, help="the service, e.g. http://127.0.0.1:8000")
+    bench.add_argument(
+        "--concurrency",
+        type=positive_int,
+        nargs="+",
+        default=[1, 4, 16, 64],
+        help="concurrent clients of each level",
+    )
+    bench.add_argument(
+        "--requests-per-level",
+        type=positive_int,
+        default=64,
+        help="requests per level (at least one per client)",
+    )
+    bench.add_argument(
+        "--seconds", type=positive_float, default=1.0, help="audio per request, in seconds"
+    )
+    bench.add_argument(
+        "--overload",
+        type=non_negative_int,
+        default=256,
+        help="requests sent at once after the levels; above the service's queue "
+        "(WAVENET_QUEUE_SIZE, default 64) plus a batch or two in progress; 0 skips it",
+    )
+    bench.add_argument(
+        "--max-seconds",
+        type=positive_float,
+        default=300.0,
+        help="no new request starts after this long (those in flight get --timeout)",
+    )
+    bench.add_argument(
+        "--timeout", type=positive_float, default=60.0, help="seconds one request may take"
+    )
+    bench.add_argument(
+        "--format", default="wav", choices=["wav", "pcm16", "mulaw", "flac"], help="audio format"
+    )
+    bench.add_argument(
+        "--api-key",
+        default=os.environ.get("WAVENET_API_KEY"),
+        help="bearer key, when the service has one (default: $WAVENET_API_KEY)",
+    )
+    bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    bench.add_argument("--out", help="also write the report as JSON here")
+    bench.set_defaults(handler=_bench_service)
 
 
 # One entry per subcommand, in the order `wavenet --help` lists them.
@@ -334,6 +460,7 @@ SUBCOMMANDS = [
     _add_evaluate,
     _add_spectrogram,
     _add_bench,
+    _add_bench_service,
 ]
 
 
