@@ -13,14 +13,14 @@ from distill_fixtures import CONFIGS, config_file, save_frozen_models
 from training import distributed
 from training.bench import student_layout
 from training.config import ConfigError
-from training.dataset import SegmentCrops, load_prepared, make_loader
+from training.dataset import SegmentCrops, load_prepared, make_loader, validation_items
 from training.distill import DistillJob, load_frozen, teacher_nll_warning, train_step
 from training.distill_config import active_weights, resolve_distill_config
-from training.distill_losses import LOGGED_TERMS, distill_losses, noise_for
+from training.distill_losses import LOGGED_TERMS, distill_losses, held_out_kl, noise_for
 from training.launch import new_run
 from training.loop import to_device
 from training.speed import student_flops_per_sample
-from wavenet import Student
+from wavenet import Student, mulaw
 
 CPU = torch.device("cpu")
 AUXILIARY = ("power", "stft", "perceptual", "contrastive")
@@ -209,3 +209,26 @@ def test_the_teacher_gate_warns_on_its_runs_last_held_out_nll(tmp_path):
     message = teacher_nll_warning(teacher, 6.0)
     assert "7.250 bits/sample" in message and "teacher_nll_gate 6.0" in message
     assert teacher_nll_warning(teacher, None) is None, "a null gate switches the check off"
+
+
+def test_held_out_scores_compare_the_students_own_sample_with_the_real_clip(frozen, tmp_path):
+    run, _ = make_run(frozen, tmp_path)
+    corpus, teacher, _ = frozen
+    student = run.ema.eval()
+    items = validation_items(corpus, count=2, frames=16)
+    scores = held_out_kl(student, teacher, items, CPU, seed=3)
+    assert scores["log_mel_l1"] > 0 and 0 <= scores["periodicity"] <= 1
+    assert scores["kl"] == pytest.approx(held_out_kl(student, teacher, items, CPU, 3)["kl"])
+    # Scored against the very sample the student makes from the same noise, the distance is 0.
+    own = []
+    for index, item in enumerate(items):
+        z = noise_for(tuple(item["audio"].shape), 3, 0, index, CPU)
+        x, _, _ = student(z, item["mel"], item["speaker"])
+        own.append({**item, "audio": mulaw.expand(x).clamp(-1, 1).detach()})
+    assert held_out_kl(student, teacher, own, CPU, seed=3)["log_mel_l1"] < 1e-4
+    without_audio = [{k: v for k, v in item.items() if k != "audio"} for item in items]
+    assert set(held_out_kl(student, teacher, without_audio, CPU, 3)) == {
+        "kl",
+        "cross_entropy",
+        "entropy",
+    }

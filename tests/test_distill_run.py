@@ -57,6 +57,7 @@ def test_cli_run_writes_metrics_logs_checkpoint_and_a_loadable_ema_student(
     assert [r["step"] for r in records] == [2, 4]
     assert all(r.keys() >= ROW_KEYS and math.isfinite(r["total"]) for r in records)
     assert "val_kl" not in records[0] and math.isfinite(records[1]["val_kl"])
+    assert records[1]["val_log_mel_l1"] > 0
     student = load_model(run / "model")
     assert isinstance(student, Student)
     assert student.config.speakers == load_model(models[0]).config.speakers

@@ -99,13 +99,19 @@ def held_out_kl(
 ) -> dict[str, float]:
     """The student's KL to the teacher on held-out mels, weighted by length (nats per sample).
 
-    Each item is a batch of one: mel (1, n_mels, F) and speaker (1,) or None (ignored for a
-    student without speakers). The noise is seeded per item, so two calls agree.
+    Each item is a batch of one: mel (1, n_mels, F), speaker (1,) or None (ignored for a
+    student without speakers), and optionally the real audio (1, F * hop). The noise is
+    seeded per item, so two calls agree.
 
     Returns:
-        dict: kl, cross_entropy, entropy.
+        dict: kl, cross_entropy, entropy; with real audio also log_mel_l1 (the student's
+        sample against the real clip, `training.metrics.log_mel_l1`) and periodicity (mean
+        over clips of `training.metrics.periodicity`: harmonics score high, a whisper low).
     """
+    from training.metrics import log_mel_l1, periodicity
+
     totals = dict.fromkeys(("kl", "cross_entropy", "entropy"), 0.0)
+    spectral = {"log_mel_l1": [], "periodicity": []}
     samples = 0
     for index, item in enumerate(items):
         mel = item["mel"].to(device)
@@ -118,4 +124,13 @@ def held_out_kl(
         for name, value in terms._asdict().items():
             totals[name] += float(value) * length
         samples += length
-    return {name: value / max(samples, 1) for name, value in totals.items()}
+        if "audio" in item:
+            made = mulaw.expand(x[0]).float().cpu().numpy()
+            real = item["audio"][0].float().cpu().numpy()
+            spectral["log_mel_l1"].append(log_mel_l1(real, made, student.spec))
+            score = periodicity(made, student.spec.sample_rate)
+            if score is not None:
+                spectral["periodicity"].append(score)
+    scores = {name: value / max(samples, 1) for name, value in totals.items()}
+    scores.update({name: float(np.mean(v)) for name, v in spectral.items() if v})
+    return scores
