@@ -1,15 +1,56 @@
+import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile
+import torch
 from conftest import write_tone
 
-from wavenet.cli import main
+from wavenet.cli import get_parser, main
 
 WAVENET = Path(sys.executable).parent / "wavenet"
+ROOT = Path(__file__).resolve().parents[1]
+SERVING_COMMANDS = ["synthesize", "info", "serve", "bench-service"]
+TRAINING_COMMANDS = [
+    "corpus",
+    "prepare",
+    "train-teacher",
+    "train-classifier",
+    "distill",
+    "evaluate",
+    "spectrogram",
+    "bench",
+]
+# The serving image: wavenet/ and service/ with the serve extras, no training/ and none of
+# the train extras. A finder placed first makes each of these fail to import as if absent.
+SERVING_IMAGE = """
+import argparse, importlib.abc, json, sys
+
+ABSENT = {"training", "yaml", "librosa", "matplotlib", "sklearn", "pesq", "pystoi", "tensorboard"}
+
+class Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ABSENT:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, Absent())
+from wavenet.cli import get_parser, main
+
+(commands,) = [a for a in get_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+print(json.dumps(list(commands.choices)))
+main(sys.argv[1:])
+"""
+
+
+def subcommands(parser: argparse.ArgumentParser) -> list[str]:
+    """The subcommand names, in the order `--help` lists them."""
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return list(commands.choices)
 
 
 def synthesize(*args: str) -> int:
@@ -158,3 +199,46 @@ def test_info_reports_receptive_field(teacher_checkpoint, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["kind"] == "teacher" and summary["receptive_field"] == 15
     assert summary["speakers"] == ["alice", "bob"] and summary["parameters"] > 0
+
+
+def test_every_subcommand_is_listed_in_order():
+    # The training commands sit between serve and bench-service, as they always have.
+    expected = ["synthesize", "info", "serve", *TRAINING_COMMANDS, "bench-service"]
+    assert subcommands(get_parser()) == expected
+
+
+def test_serving_image_without_training_offers_the_serving_commands():
+    def wavenet(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", SERVING_IMAGE, *args],
+            cwd=ROOT,  # so that this checkout's packages are the ones imported
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    serve = wavenet("serve", "--help")
+    assert serve.returncode == 0, serve.stderr
+    offered, usage = serve.stdout.split("\n", 1)
+    assert json.loads(offered) == SERVING_COMMANDS
+    assert usage.startswith("usage: wavenet serve")
+    prepare = wavenet("prepare", "corpus", "out")
+    assert prepare.returncode == 2
+    assert "invalid choice: 'prepare'" in prepare.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_training_command_errors_are_one_line_under_python_m(tmp_path):
+    """torchrun runs `python -m wavenet.cli`: its CommandError is the one main() catches."""
+    args = ["--model", str(tmp_path), "--data", str(tmp_path), "--out", str(tmp_path / "s.png")]
+    result = subprocess.run(
+        [sys.executable, "-m", "wavenet.cli", "spectrogram", *args, "--device", "cuda"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "wavenet spectrogram: error: --device cuda was asked for, but no CUDA device is available"
+    )

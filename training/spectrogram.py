@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from training.config import ConfigError
+from training.evaluate import griffin_lim, load_clips
+from training.metrics import periodicity
+from training.sampling import vocode
 from wavenet.checkpoint import atomic_write_bytes, load_model
 
-# The training-only modules (librosa, pyyaml) are imported where they are used, so that
-# registering this command costs nothing in an image that has only the serving extras.
-
-__all__ = ["add_parser", "render", "spectrogram_rows"]
+__all__ = ["render", "run", "spectrogram_rows"]
 
 N_FFT = 1024
 HOP = 128
@@ -44,10 +45,6 @@ def spectrogram_rows(
     Raises:
         ConfigError: if the models' FeatureSpecs differ, or no clip has the asked-for id.
     """
-    from training.config import ConfigError
-    from training.evaluate import griffin_lim, load_clips
-    from training.sampling import vocode
-
     device = torch.device(device)
     loaded = [load_model(path, device=device) for path in models]
     spec = loaded[0].spec
@@ -81,8 +78,6 @@ def spectrogram_rows(
 def render(rows: dict[str, np.ndarray], sample_rate: int, title: str, out: str | Path) -> dict:
     """Draw the rows as stacked log spectrograms into a PNG; returns each row's periodicity."""
     import matplotlib
-
-    from training.metrics import periodicity
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -126,12 +121,10 @@ def render(rows: dict[str, np.ndarray], sample_rate: int, title: str, out: str |
     return scores
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace, device: torch.device) -> dict:
     """Entry point of `wavenet spectrogram`; prints each row's periodicity as JSON."""
-    from wavenet.cli import resolve_device
-
     clip_id, rate, rows = spectrogram_rows(
-        args.model, args.data, args.clip, args.max_seconds, resolve_device(args.device)
+        args.model, args.data, args.clip, args.max_seconds, device
     )
     seconds = len(next(iter(rows.values()))) / rate
     title = f"held-out clip {clip_id}, first {seconds:.2f} s, copy synthesis from its mel"
@@ -139,26 +132,3 @@ def run(args: argparse.Namespace) -> dict:
     report = {"clip": clip_id, "seconds": seconds, "periodicity": scores, "image": args.out}
     print(json.dumps(report, indent=2))
     return report
-
-
-def add_parser(commands) -> None:
-    """Register `wavenet spectrogram`."""
-    parser = commands.add_parser(
-        "spectrogram",
-        help="spectrograms of one held-out clip: real, Griffin-Lim and each model",
-        description="Vocode one held-out clip's real mel with each model (copy synthesis), "
-        "invert it with Griffin-Lim, and draw every row as a log spectrogram in one PNG, "
-        "each titled with its periodicity (about 0.9 for voiced speech, low for a whisper "
-        "or noise). A teacher samples within --max-seconds; all rows share the length made.",
-    )
-    parser.add_argument(
-        "--model", required=True, nargs="+", help="checkpoint directories, one row each"
-    )
-    parser.add_argument("--data", required=True, help="prepared corpus or folder of audio")
-    parser.add_argument("--out", required=True, help="PNG file to write")
-    parser.add_argument("--clip", help="id of the held-out clip (default: the first)")
-    parser.add_argument(
-        "--max-seconds", type=float, default=300.0, help="time budget for a teacher's sampling"
-    )
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.set_defaults(handler=run)
