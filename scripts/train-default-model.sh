@@ -41,6 +41,10 @@ train() {
         mkdir -p "$run"
         cp -r "$kept/." "$run/"
     fi
+    # A classifier resumed without RUN/units.npz would fit its units anew; model/ has a copy.
+    if [[ -f $run/model/units.npz && ! -f $run/units.npz ]]; then
+        cp "$run/model/units.npz" "$run/units.npz"
+    fi
     local options=(--out "$run" --device "$DEVICE")
     [[ -d $run/checkpoint ]] && options+=(--resume)
     [[ -n $steps ]] && options+=(--steps "$steps")

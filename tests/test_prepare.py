@@ -167,6 +167,14 @@ def test_prepared_split_follows_the_seed(prepared, tmp_path):
     assert len(val_ids(tmp_path / "same")) == 3 and len(val_ids(out)) == 1
 
 
+def test_named_val_ids_replace_the_seeded_split(tmp_path):
+    config = _config(tmp_path, "val_ids: [awb_0002, slt_0001, not_in_the_corpus]\n")
+    report = prepare(FIXTURE, tmp_path / "out", config)
+    entries = read_manifest(tmp_path / "out")[2]
+    assert {e.id for e in entries if e.split == "val"} == {"awb_0002", "slt_0001"}
+    assert (report.train, report.val) == (len(entries) - 2, 2)
+
+
 def test_config_with_an_unknown_key_fails_naming_it(tmp_path, capsys):
     config = _config(tmp_path, "min_seconds: 0.2\nspec:\n  hop_lenght: 128\n")
     with pytest.raises(ConfigError, match=r"spec\.hop_lenght"):

@@ -49,6 +49,13 @@ class PrepareConfig(BaseModel):
     spec: FeatureSpec = Field(default_factory=FeatureSpec, description="Features to cache.")
     val_fraction: float = Field(0.05, ge=0, lt=1, description="Share of utterances held out.")
     seed: int = Field(0, description="Seed of the held-out split.")
+    # The seeded draw depends on every kept utterance, so a subset of a corpus (what travels
+    # to a GPU machine, `training.carry`) would get another split; naming the ids keeps it.
+    val_ids: list[str] | None = Field(
+        None,
+        description="Held-out utterance ids, replacing the seeded draw (val_fraction, seed); "
+        "ids that are not kept are ignored.",
+    )
     min_seconds: float = Field(0.5, ge=0, description="Shorter (after trimming) is dropped.")
     max_seconds: float = Field(20.0, gt=0, description="Longer (after trimming) is dropped.")
     silence_db: float = Field(-40.0, lt=0, description="Block level, re loudest, that is silent.")
@@ -113,7 +120,10 @@ def prepare(
         )
     speakers = sorted({source.speaker for source, _ in kept})
     utterances = [(source.utt_id, source.speaker) for source, _ in kept]
-    val_ids = held_out_ids(utterances, config.val_fraction, config.seed)
+    if config.val_ids is None:
+        val_ids = held_out_ids(utterances, config.val_fraction, config.seed)
+    else:
+        val_ids = set(config.val_ids) & {utt_id for utt_id, _ in utterances}
     entries = [_entry(source, samples, config.spec, speakers, val_ids) for source, samples in kept]
     report = PrepareReport(
         data=str(data.resolve()),
