@@ -2,7 +2,7 @@ import pytest
 import torch
 from conftest import tiny_student
 
-from wavenet import FeatureSpec, Student, StudentConfig, mulaw
+from wavenet import FeatureSpec, Student, StudentConfig, flow_inference, mulaw
 from wavenet.flow_inference import prepare_flow
 from wavenet.student import sample_logistic
 
@@ -57,6 +57,26 @@ def test_prepared_flow_is_causal_and_keeps_batch_items_apart():
             assert torch.equal(after[[0, 2]], before[[0, 2]])
             assert torch.equal(after[1, : t + 1], before[1, : t + 1])
             assert t == 63 or not torch.equal(after[1, t + 1 :], before[1, t + 1 :])
+
+
+def test_a_batch_split_into_groups_gives_what_one_pass_gives(monkeypatch):
+    student = randomised_student()
+    mel = torch.randn(5, 8, 4)
+    whole = student.generate(mel, generator=torch.Generator().manual_seed(6))
+    # Buffers of two items only fit: groups of 2, 2 and 1.
+    per_item = prepare_flow(student.flows[0]).bytes_per_sample(torch.float32) * 4 * 16
+    monkeypatch.setattr(flow_inference, "PASS_BYTES", 2 * per_item)
+    sizes = []
+    original = flow_inference.PreparedFlow.__call__
+
+    def spy(self, x, cond):
+        sizes.append(x.shape[0])
+        return original(self, x, cond)
+
+    monkeypatch.setattr(flow_inference.PreparedFlow, "__call__", spy)
+    grouped = student.generate(mel, generator=torch.Generator().manual_seed(6))
+    assert sizes == [2, 2, 2, 2, 1, 1]  # two flows per group
+    torch.testing.assert_close(grouped, whole, rtol=0, atol=1e-6)
 
 
 def test_generation_leaves_the_weights_and_checkpoint_layout_alone():

@@ -13,19 +13,33 @@ passes over memory (profiled on CPU: `Student.stream` uses it there):
   z / 2 = (sigmoid(2 a) - 1/2) sigmoid(b); the factor 2 is folded into the 1x1 weights.
 - Frame-rate conditioning is added by broadcasting each frame over its hop.
 - Sums accumulate in place: skips += W_skip z; h = sqrt(1/2) (h + W_res z + b_res).
+- A large batch runs in groups of items whose buffers fit `PASS_BYTES`, so that each pass
+  works in cache (items are independent, so grouping changes no output).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-__all__ = ["PreparedBlock", "PreparedFlow", "add_gate_conditioning", "dilated_conv", "prepare_flow"]
+__all__ = [
+    "PASS_BYTES",
+    "PreparedBlock",
+    "PreparedFlow",
+    "add_gate_conditioning",
+    "dilated_conv",
+    "prepare_flow",
+    "sample_flows",
+]
 
 SQRT_HALF = math.sqrt(0.5)
+# Working buffers of one pass. At 4 MiB they stay in the 8 MiB L3 cache of the 2-core
+# development machine: there, batch 16 in groups that fit ran 1.2x faster than in one pass.
+PASS_BYTES = 4 << 20
 
 
 @dataclass
@@ -74,6 +88,11 @@ class PreparedFlow:
     output_bias: torch.Tensor
     gate_channels: int
 
+    def bytes_per_sample(self, dtype: torch.dtype) -> int:
+        """Bytes of working buffers per sample of one item (stream, gates, skips, head)."""
+        rows = self.input_weight.shape[0] + 2 * self.gate_channels + self.skip_bias.shape[0] + 2
+        return rows * torch.empty((), dtype=dtype).element_size()
+
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, T) -> mu (B, T), log_s (B, T), as `FlowWaveNet.forward` computes them.
@@ -114,6 +133,33 @@ class PreparedFlow:
         torch.addmm(self.output_bias, self.output_weight, skips, out=head[:, :live])
         mu, log_s = head.view(2, batch, span)[:, :, :length]
         return mu, log_s
+
+
+@torch.no_grad()
+def sample_flows(
+    flows: Sequence[PreparedFlow],
+    z: torch.Tensor,
+    conds: Sequence[torch.Tensor],
+    log_scale_min: float,
+) -> torch.Tensor:
+    """The student's x (B, T) from noise z (B, T): x <- x * s_k + mu_k through every flow.
+
+    Args:
+        flows (Sequence[PreparedFlow]): The flows, first to last.
+        z (Tensor): Logistic noise (B, T).
+        conds (Sequence[Tensor]): Each flow's stacked conditioning (B, channels, T or F).
+        log_scale_min (float): Floor of each log s_k.
+    """
+    per_item = max(flow.bytes_per_sample(z.dtype) for flow in flows) * z.shape[-1]
+    group = max(1, PASS_BYTES // per_item)
+    parts = []
+    for start in range(0, z.shape[0], group):
+        x = z[start : start + group]
+        for flow, cond in zip(flows, conds, strict=True):
+            mu, log_s = flow(x, cond[start : start + group])
+            x = torch.addcmul(mu, x, log_s.clamp_(min=log_scale_min).exp_())
+        parts.append(x)
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def dilated_conv(

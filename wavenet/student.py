@@ -19,7 +19,7 @@ from torch import nn
 
 from wavenet import mulaw
 from wavenet.features import FeatureSpec
-from wavenet.flow_inference import PreparedFlow, prepare_flow
+from wavenet.flow_inference import PreparedFlow, prepare_flow, sample_flows
 from wavenet.layers import Conditioner, GatedResidualBlock, receptive_field, shift_right
 
 __all__ = ["FlowWaveNet", "Student", "StudentConfig", "sample_logistic"]
@@ -200,11 +200,8 @@ class Student(nn.Module):
         `prepare_flow`, no gradients), through their faster evaluation of the same function."""
         if prepared is None:
             return self.flow(z, cond)[0]
-        x = z
-        for flow, flow_cond in zip(prepared, cond.split(self.flow_channels, dim=1), strict=True):
-            mu, log_s = flow(x, flow_cond)
-            x = torch.addcmul(mu, x, log_s.clamp_(min=self.config.log_scale_min).exp_())
-        return x
+        conds = cond.split(self.flow_channels, dim=1)
+        return sample_flows(prepared, z, conds, self.config.log_scale_min)
 
     def forward(
         self, z: torch.Tensor, mel: torch.Tensor, speaker: torch.Tensor | None = None
