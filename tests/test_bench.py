@@ -109,6 +109,7 @@ def test_gpu_variants_add_half_precision_and_compiled_flows():
     names = [variant.name for variant in variants(torch.device("cuda"), compile=True)]
     assert names == ["fp32", "fp16", "fp32+compile", "fp16+compile"]
     assert [variant.name for variant in variants(torch.device("cpu"), compile=False)] == ["fp32"]
+    assert [variant.name for variant in variants(torch.device("cpu"), compile=True)] == ["fp32"]
 
 
 def test_the_fastest_variant_of_each_case_is_marked():

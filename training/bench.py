@@ -135,11 +135,15 @@ class Variant:
 
 
 def variants(device: torch.device, compile: bool) -> list[Variant]:
-    """fp32 always; fp16 autocast on CUDA; each of them compiled too when asked."""
+    """fp32 always; on CUDA, fp16 autocast too, and each of them compiled when asked.
+
+    Compiling is for CUDA alone: on CPU the student generates through the fused matrix
+    products of `wavenet.flow_inference`, not through the `flow` modules it would compile.
+    """
     chosen = [Variant("fp32")]
     if device.type == "cuda":
         chosen.append(Variant("fp16", half=True))
-    if compile:
+    if compile and device.type == "cuda":
         chosen += [Variant(f"{v.name}+compile", v.half, compiled=True) for v in chosen]
     return chosen
 

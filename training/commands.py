@@ -289,7 +289,9 @@ def _add_bench(commands) -> None:
     bench.add_argument("--repeats", type=positive_int, default=3, help="timed runs per case")
     bench.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     bench.add_argument(
-        "--compile", action="store_true", help="also time the student under torch.compile"
+        "--compile",
+        action="store_true",
+        help="on CUDA, also time the student under torch.compile (CUDA graphs)",
     )
     bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bench.add_argument("--out", help="also write the report as JSON here")
