@@ -82,4 +82,8 @@ for part in teacher classifier student; do
     mkdir -p "$OUT/$part"
     cp "$WORK/runs/$part/model/"* "$OUT/$part/"
 done
+# The reports travel with the runs they score (REPORT.md quotes them).
+for part in teacher student; do
+    cp "$WORK/runs/$part/eval.json" "$OUT/runs/$part/"
+done
 echo "checkpoints copied to $OUT; reports in $WORK/runs/*/eval.json" >&2

@@ -61,6 +61,7 @@ def test_script_trains_ships_and_resumes(tmp_path):
     for part in ("teacher", "student"):
         report = json.loads((work / "runs" / part / "eval.json").read_text())
         assert report, f"empty {part} report"
+        assert json.loads((out / "runs" / part / "eval.json").read_text()) == report
 
     assert all((out / "runs" / part / "checkpoint").is_dir() for part in models)
 
