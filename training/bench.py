@@ -23,12 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
 from pydantic import ValidationError
 from torch import nn
 
 from training.bench_report import format_table, mark_fastest
-from training.config import ConfigError
+from training.config import ConfigError, read_yaml
 from training.speed import (
     matmul_peak_gflops,
     median_seconds,
@@ -53,14 +52,7 @@ def read_model_section(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists() and path.parent == Path(".") and (SHIPPED_CONFIGS / path).exists():
         path = SHIPPED_CONFIGS / path
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+    data = read_yaml(path)
     return data.get("model", data)
 
 

@@ -8,13 +8,31 @@ from typing import TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["ConfigError", "load_config"]
+__all__ = ["ConfigError", "load_config", "read_yaml"]
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 
 class ConfigError(ValueError):
     """A config file is unreadable or does not fit its schema."""
+
+
+def read_yaml(path: str | Path) -> dict:
+    """The mapping a YAML file holds (an empty file gives {}).
+
+    Raises:
+        ConfigError: if the file is missing, is not valid YAML, or holds no mapping.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
 
 
 def load_config(path: str | Path | None, schema: type[ConfigT], **overrides) -> ConfigT:
@@ -24,17 +42,7 @@ def load_config(path: str | Path | None, schema: type[ConfigT], **overrides) -> 
         ConfigError: naming the file and the offending key, e.g. `model.layrs: Extra inputs
             are not permitted`.
     """
-    data: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such config file")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML ({error})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
+    data = {} if path is None else read_yaml(path)
     data.update({key: value for key, value in overrides.items() if value is not None})
     try:
         return schema.model_validate(data)
