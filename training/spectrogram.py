@@ -11,6 +11,7 @@ the number that tells harmonics from a whisper.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 from pathlib import Path
 
@@ -113,11 +114,10 @@ def render(rows: dict[str, np.ndarray], sample_rate: int, title: str, out: str |
     figure.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
-    figure.savefig(partial, format="png", dpi=100)
+    image = io.BytesIO()
+    figure.savefig(image, format="png", dpi=100)
     plt.close(figure)
-    atomic_write_bytes(out, partial.read_bytes())
-    partial.unlink()
+    atomic_write_bytes(out, image.getvalue())
     return scores
 
 
