@@ -61,17 +61,8 @@ for stage in "${stages[@]}"; do
     [[ $stage =~ ^(teacher|classifier|student)$ ]] || { echo "unknown stage: $stage"; exit 2; }
 done
 
-# The step a run's checkpoint holds (the fallback copy after a kill mid-save); none: -1.
-step_of() {
-    local state
-    for state in "$1/checkpoint/state.json" "$1/checkpoint.previous/state.json"; do
-        if [[ -f $state ]]; then
-            "$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["step"])' "$state"
-            return
-        fi
-    done
-    echo -1
-}
+# shellcheck source=scripts/run-state.sh
+source scripts/run-state.sh  # step_of
 
 # A trained model for distillation: this machine's run, else the committed one.
 model_of() {

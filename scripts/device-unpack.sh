@@ -19,17 +19,8 @@ FROM=$1
 RUNS=${2:-$(dirname "$0")/../models/default/runs}
 PYTHON=${PYTHON:-python3}
 
-# The step a run's checkpoint holds (the fallback copy after a kill mid-save); none: -1.
-step_of() {
-    local state
-    for state in "$1/checkpoint/state.json" "$1/checkpoint.previous/state.json"; do
-        if [[ -f $state ]]; then
-            "$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["step"])' "$state"
-            return
-        fi
-    done
-    echo -1
-}
+# shellcheck source=scripts/run-state.sh
+source "$(dirname "$0")/run-state.sh"  # step_of
 
 mkdir -p "$RUNS"
 # Unpacked beside RUNS, so that moving a stage into place is a rename.
