@@ -2,7 +2,8 @@ import pytest
 import torch
 from conftest import tiny_student
 
-from wavenet import FeatureSpec, Student, StudentConfig, flow_inference, mulaw
+from training.bench import student_layout
+from wavenet import FeatureSpec, Student, flow_inference, mulaw
 from wavenet.flow_inference import prepare_flow
 from wavenet.student import sample_logistic
 
@@ -91,13 +92,7 @@ def test_generation_leaves_the_weights_and_checkpoint_layout_alone():
 
 def test_shipped_cpu_layout_generates_what_one_reference_pass_gives():
     """The student_cpu.yaml layout at the real 256-sample hop, in chunks, against `forward`."""
-    config = StudentConfig(
-        flow_layers=[6, 6],
-        residual_channels=16,
-        gate_channels=16,
-        skip_channels=16,
-        cond_channels=64,
-    )
+    config = student_layout("student_cpu.yaml")
     spec = FeatureSpec()
     torch.manual_seed(0)
     student = Student(config, spec).eval()
