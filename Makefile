@@ -8,9 +8,14 @@ BIN := $(VENV)/bin
 TORCH_PINS := torch==2.14.1 torchaudio==2.11.0
 EXTRAS := serve,train,dev
 STAMP := $(VENV)/.installed
-# Debian packages: speech synthesisers and sox for the synthetic corpus, chromium for the
-# demo page test. Installed only when one is missing (needs root, as on CI).
-DEBIAN_PACKAGES := flite festival festvox-kallpc16k festvox-us-slt-hts sox chromium
+# Debian packages, installed only when one is missing (needs root, as on CI):
+# recorded speech (asterisk prompts, klettres letters), speech synthesisers in several
+# languages and sox for the corpus, chromium for the demo page test.
+RECORDED_SPEECH := $(foreach l,en es fr it ru,asterisk-core-sounds-$(l)-g722) klettres-data
+SYNTHETIC_VOICES := flite festival festvox-kallpc16k festvox-us-slt-hts festvox-czech-dita \
+	festvox-suopuhe-mv festvox-suopuhe-lj festvox-italp16k festvox-itapc16k festvox-ru \
+	festvox-ca-ona-hts
+DEBIAN_PACKAGES := $(RECORDED_SPEECH) $(SYNTHETIC_VOICES) sox chromium
 MODEL ?= models/default/student
 
 .PHONY: install system-packages test lint format serve clean
