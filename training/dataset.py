@@ -1,31 +1,43 @@
 """Training data from a prepared corpus: random segment crops on frame boundaries.
 
-A crop of `n` frames starting at frame `f0` is `audio[f0 * hop : (f0 + n) * hop]` with
-`mel[:, f0 : f0 + n]`: the mel frames were computed on the whole utterance, so each frame
-keeps the context it had there. Which crop a batch slot gets is a pure function of
-(seed, rank, step, slot), so a resumed run draws exactly the batches an uninterrupted one
-would have, and each DDP rank draws its own.
+A crop of `n` frames starting at frame `s` is `audio[s * hop : (s + n) * hop]` with
+`mel[:, s : s + n]` (and `f0[s : s + n]` when the corpus has F0): the mel frames were
+computed on the whole utterance, so each frame keeps the context it had there. Training
+draws from the "train" split only; "val" and "unseen" are for scoring. Which crop a batch
+slot gets is a pure function of (seed, rank, step, slot), so a resumed run draws exactly the
+batches an uninterrupted one would have, and each DDP rank draws its own.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from training.dataset_format import DatasetError, ManifestEntry, load_entry, read_manifest
+from training.dataset_format import (
+    DatasetError,
+    ManifestEntry,
+    load_entry,
+    load_f0,
+    read_manifest,
+    read_pitch_spec,
+)
 from wavenet.features import FeatureSpec
+from wavenet.pitch import PitchSpec
 
 __all__ = [
     "PreparedCorpus",
     "SegmentCrops",
     "StepBatches",
     "Utterance",
+    "crop",
+    "crop_f0",
+    "crop_item",
     "load_prepared",
     "make_loader",
     "validation_items",
@@ -45,28 +57,61 @@ class Utterance:
         return self.entry.frames
 
     @property
-    def speaker_id(self) -> int:
-        """Index of the speaker in speakers.json."""
+    def speaker(self) -> str:
+        """Speaker name (an unseen speaker has a name but no id)."""
+        return self.entry.speaker
+
+    @property
+    def speaker_id(self) -> int | None:
+        """Index of the speaker in speakers.json; None for an unseen speaker."""
         return self.entry.speaker_id
+
+    @property
+    def has_f0(self) -> bool:
+        """Whether the utterance was prepared with F0."""
+        return self.entry.f0 is not None
 
     def load(self, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
         """Waveform (frames * hop,) and mel (n_mels, frames), float32, memory-mapped."""
         return load_entry(self.root, self.entry, spec, mmap=True)
 
+    def load_f0(self) -> np.ndarray:
+        """F0 (frames,) in Hz, float32, 0 where unvoiced, memory-mapped.
+
+        Raises:
+            DatasetError: if the corpus was prepared without F0.
+        """
+        return load_f0(self.root, self.entry, mmap=True)
+
 
 @dataclass(frozen=True)
 class PreparedCorpus:
-    """A folder written by `wavenet prepare`: feature spec, speakers and split utterances."""
+    """A folder written by `wavenet prepare`: feature spec, speakers and split utterances.
+
+    Attributes:
+        speakers: The training speakers (index = speaker id), those a model learns.
+        train: The only utterances training reads.
+        val: Held-out utterances of the training speakers.
+        unseen: Every utterance of the speakers kept out of training.
+        pitch: The PitchSpec of the cached F0; None for a folder prepared without F0.
+    """
 
     root: Path
     spec: FeatureSpec
     speakers: list[str]
     train: list[Utterance]
     val: list[Utterance]
+    unseen: list[Utterance] = field(default_factory=list)
+    pitch: PitchSpec | None = None
+
+    @property
+    def unseen_speakers(self) -> list[str]:
+        """Names of the speakers kept out of training, sorted."""
+        return sorted({utterance.speaker for utterance in self.unseen})
 
 
 def load_prepared(root: str | Path) -> PreparedCorpus:
-    """Read a prepared corpus's feature spec, speaker list and manifest.
+    """Read a prepared corpus's feature spec, speaker list, PitchSpec and manifest.
 
     Raises:
         DatasetError: if the folder is not a complete prepared corpus or has no training
@@ -74,11 +119,12 @@ def load_prepared(root: str | Path) -> PreparedCorpus:
     """
     root = Path(root)
     spec, speakers, entries = read_manifest(root)
-    train = [Utterance(root, entry) for entry in entries if entry.split == "train"]
-    val = [Utterance(root, entry) for entry in entries if entry.split == "val"]
-    if not train:
+    splits: dict[str, list[Utterance]] = {"train": [], "val": [], "unseen": []}
+    for entry in entries:
+        splits[entry.split].append(Utterance(root, entry))
+    if not splits["train"]:
         raise DatasetError(f"{root / 'manifest.jsonl'}: no training utterances")
-    return PreparedCorpus(root, spec, speakers, train, val)
+    return PreparedCorpus(root, spec, speakers, **splits, pitch=read_pitch_spec(root))
 
 
 def crop(
@@ -100,6 +146,31 @@ def crop(
     audio_out[: (stop_frame - start_frame) * hop] = audio[start_frame * hop : stop_frame * hop]
     mel_out[:, : stop_frame - start_frame] = mel[:, start_frame:stop_frame]
     return audio_out, mel_out
+
+
+def crop_f0(utterance: Utterance, start_frame: int, frames: int) -> np.ndarray:
+    """F0 of frames [start_frame, start_frame + frames), as `crop` takes the mel's.
+
+    Padding past the end is 0 Hz: unvoiced, as the tracker finds silence.
+
+    Returns:
+        ndarray: F0 (frames,) in Hz, float32.
+    """
+    f0 = utterance.load_f0()
+    stop_frame = min(start_frame + frames, utterance.frames)
+    out = np.zeros(frames, dtype=np.float32)
+    out[: stop_frame - start_frame] = f0[start_frame:stop_frame]
+    return out
+
+
+def crop_item(utterance: Utterance, start_frame: int, frames: int, spec: FeatureSpec) -> dict:
+    """One crop as a dataset item: audio (frames * hop,), mel (n_mels, frames), speaker id,
+    and f0 (frames,) when the corpus has F0."""
+    audio, mel = crop(utterance, start_frame, frames, spec)
+    item = {"audio": audio, "mel": mel, "speaker": utterance.speaker_id}
+    if utterance.has_f0:
+        item["f0"] = crop_f0(utterance, start_frame, frames)
+    return item
 
 
 class SegmentCrops(Dataset):
@@ -135,9 +206,8 @@ class SegmentCrops(Dataset):
         return utterance, start
 
     def item(self, utterance: Utterance, start: int) -> dict[str, np.ndarray | int]:
-        """The crop of `utterance` from frame `start`; subclasses add per-frame labels."""
-        audio, mel = crop(utterance, start, self.segment_frames, self.spec)
-        return {"audio": audio, "mel": mel, "speaker": utterance.speaker_id}
+        """The crop of `utterance` from frame `start` (`crop_item`); subclasses add labels."""
+        return crop_item(utterance, start, self.segment_frames, self.spec)
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, np.ndarray | int]:
         return self.item(*self.draw(*key))
@@ -159,7 +229,7 @@ class StepBatches(Sampler):
 
 def collate(items: list[dict]) -> dict[str, torch.Tensor]:
     """Stack crops: audio (B, T), mel (B, n_mels, F), speaker (B,), and any other array
-    field (e.g. per-frame labels (B, F)) stacked along a new batch axis."""
+    field (f0 (B, F), per-frame labels (B, F)) stacked along a new batch axis."""
     batch = {"speaker": torch.tensor([item["speaker"] for item in items], dtype=torch.long)}
     for name in items[0]:
         if name != "speaker":
@@ -185,13 +255,12 @@ def validation_items(
 ) -> list[dict[str, torch.Tensor]]:
     """A fixed held-out set: the first `frames` frames of the first `count` val utterances.
 
-    Falls back to training utterances when the corpus has no held-out split. Each item is a
-    batch of one (audio (1, T), mel (1, n_mels, F), speaker (1,)), unpadded.
+    Falls back to training utterances when the corpus has no held-out split; never uses the
+    unseen speakers, which no model was given a speaker id for. Each item is a batch of one
+    (audio (1, T), mel (1, n_mels, F), speaker (1,), f0 (1, F) with F0), unpadded.
     """
     pool = corpus.val or corpus.train
-    items = []
-    for utterance in pool[:count]:
-        length = min(frames, utterance.frames)
-        audio, mel = crop(utterance, 0, length, corpus.spec)
-        items.append(collate([{"audio": audio, "mel": mel, "speaker": utterance.speaker_id}]))
-    return items
+    return [
+        collate([crop_item(utterance, 0, min(frames, utterance.frames), corpus.spec)])
+        for utterance in pool[:count]
+    ]
