@@ -29,6 +29,7 @@ FORMAT_VERSION = 1
 def model_kinds() -> dict[str, tuple[type[nn.Module], type[BaseModel]]]:
     """Model classes by the `kind` written in config.json, with their config classes."""
     from wavenet.classifier import Classifier, ClassifierConfig
+    from wavenet.pitch_model import PitchPredictor, PitchPredictorConfig
     from wavenet.student import Student, StudentConfig
     from wavenet.teacher import Teacher, TeacherConfig
 
@@ -36,6 +37,7 @@ def model_kinds() -> dict[str, tuple[type[nn.Module], type[BaseModel]]]:
         "teacher": (Teacher, TeacherConfig),
         "student": (Student, StudentConfig),
         "classifier": (Classifier, ClassifierConfig),
+        "pitch": (PitchPredictor, PitchPredictorConfig),
     }
 
 
