@@ -82,6 +82,27 @@ def test_chunked_generation_equals_one_whole_pass(upsample):
     torch.testing.assert_close(torch.cat(chunks, -1), mulaw.expand(x).clamp(-1, 1))
 
 
+def test_streaming_upsamples_the_conditioning_one_window_at_a_time():
+    """With `interpolate`, no sample-rate conditioning spans the utterance: memory stays
+    bounded by the chunk (the paper layout needs ~490 MB of it per second of audio)."""
+    student = tiny_student(randomise=True, upsample="interpolate")
+    with torch.no_grad():
+        student.conditioner.upsampler.kernel.normal_()
+    hop, frames_per_chunk = student.spec.hop_length, 4
+    context = math.ceil((student.receptive_field - 1) / hop)
+    upsampled: list[int] = []
+    student.conditioner.upsampler.register_forward_hook(
+        lambda module, args, out: upsampled.append(out.shape[-1])
+    )
+    mel = torch.randn(1, 8, 40)
+    generator = torch.Generator().manual_seed(5)
+    chunks = list(student.stream(mel, frames_per_chunk=frames_per_chunk, generator=generator))
+    assert len(upsampled) == len(chunks) == 10
+    assert max(upsampled) == (frames_per_chunk + context) * hop < 40 * hop
+    x, _, _ = student(noise(1, 40 * hop, seed=5), mel)
+    torch.testing.assert_close(torch.cat(chunks, -1), mulaw.expand(x).clamp(-1, 1))
+
+
 def test_generate_range_temperature_and_padded_batches():
     student = tiny_student(randomise=True)
     mel = torch.randn(2, 8, 6)

@@ -68,7 +68,7 @@ def test_incremental_steps_equal_the_batch_forward(use_mel, use_speaker, overrid
     companded = mulaw.compress(audio)
     if mel is not None:
         frames, bias = teacher.conditioner.project(mel, speaker)
-        cond = teacher.conditioner.upsample(frames, bias)
+        cond = teacher.conditioner.window(frames, bias)
     else:
         bias = teacher.conditioner.speaker_bias(speaker)
     cache = teacher.new_cache(2)

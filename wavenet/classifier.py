@@ -14,7 +14,7 @@ from torch import nn
 
 from wavenet import mulaw
 from wavenet.features import FeatureSpec
-from wavenet.layers import GatedResidualBlock, receptive_field
+from wavenet.stack import ResidualStack, StackConfig
 
 __all__ = ["Classifier", "ClassifierConfig"]
 
@@ -39,9 +39,16 @@ class ClassifierConfig(BaseModel):
     )
 
     @property
-    def dilations(self) -> list[int]:
-        """Dilation of each layer, in order."""
-        return [2 ** (i % self.dilation_cycle) for i in range(self.layers)]
+    def stack(self) -> StackConfig:
+        """Layout of the residual stack: one width for the residual, gate and skip channels."""
+        return StackConfig(
+            layers=self.layers,
+            dilation_cycle=self.dilation_cycle,
+            kernel_size=self.kernel_size,
+            residual_channels=self.channels,
+            gate_channels=self.channels,
+            skip_channels=self.channels,
+        )
 
 
 class Classifier(nn.Module):
@@ -62,19 +69,14 @@ class Classifier(nn.Module):
         self.spec = spec
         width = config.channels
         self.input = nn.Conv1d(1, width, 1)
-        self.blocks = nn.ModuleList(
-            GatedResidualBlock(
-                width, width, width, config.kernel_size, d, residual=i < config.layers - 1
-            )
-            for i, d in enumerate(config.dilations)
-        )
+        self.blocks = ResidualStack(config.stack)
         self.unit_head = nn.Conv1d(width, len(config.units), 1)
         self.speaker_head = nn.Linear(width, len(config.speakers)) if config.speakers else None
 
     @property
     def receptive_field(self) -> int:
         """Samples that shape one position of the last layer."""
-        return receptive_field(self.config.kernel_size, self.config.dilations)
+        return self.blocks.config.receptive_field
 
     def _run(self, audio: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Hidden activations of the feature layers and the summed skips (B, C, T)."""
@@ -82,13 +84,7 @@ class Classifier(nn.Module):
             raise ValueError(f"audio must be (B, T), got {tuple(audio.shape)}")
         # Companding evens out the scale of quiet and loud passages, as in the vocoders.
         h = self.input(mulaw.compress(audio).unsqueeze(1))
-        wanted = set(self.config.feature_layers)
-        features, skips = [], 0
-        for index, block in enumerate(self.blocks):
-            h, skip = block(h)
-            skips = skips + skip
-            if index in wanted:
-                features.append(skip)
+        skips, features = self.blocks(h, keep=self.config.feature_layers)
         return features, F.relu(skips)
 
     def features(self, audio: torch.Tensor) -> list[torch.Tensor]:

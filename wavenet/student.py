@@ -14,21 +14,21 @@ from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from torch import nn
 
 from wavenet import mulaw
+from wavenet.conditioning import ConditioningConfig, build_conditioner
 from wavenet.features import FeatureSpec
 from wavenet.flow_inference import PreparedFlow, prepare_flow, sample_flows
-from wavenet.layers import Conditioner, GatedResidualBlock, receptive_field, shift_right
+from wavenet.layers import shift_right
+from wavenet.stack import ResidualStack, StackConfig, weight_flops
 
 __all__ = ["FlowWaveNet", "Student", "StudentConfig", "sample_logistic"]
 
 
-class StudentConfig(BaseModel):
+class StudentConfig(ConditioningConfig):
     """Architecture of the student: the paper's layout by default; configs hold a lean one."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     flow_layers: list[int] = Field([10, 10, 10, 30], min_length=1, description="Layers per flow.")
     dilation_cycle: int = Field(10, gt=0, description="Dilations 1, 2, ..., 2^(cycle-1), repeated.")
@@ -36,31 +36,35 @@ class StudentConfig(BaseModel):
     residual_channels: int = Field(64, gt=0, description="Width of each flow's residual stream.")
     gate_channels: int = Field(64, gt=0, description="Width of each half of the gated unit.")
     skip_channels: int = Field(64, gt=0, description="Width of the skip connections.")
-    cond_channels: int = Field(128, gt=0, description="Width of the frame-rate mel encoder.")
-    cond_layers: int = Field(2, ge=0, description="Convolutions in the frame-rate mel encoder.")
-    cond_kernel_size: int = Field(3, gt=0, description="Their kernel size (odd).")
     upsample: str = Field(
         "repeat",
         pattern="^(repeat|interpolate)$",
         description="repeat: hold each frame's conditioning for hop samples (broadcast, fast); "
         "interpolate: the teacher's learned interpolation (smoother, more memory).",
     )
-    speakers: list[str] = Field(default_factory=list, description="Speaker names; index = id.")
-    speaker_dim: int = Field(16, gt=0, description="Size of the speaker embedding.")
     log_scale_min: float = Field(-7.0, description="Floor of each flow's log s (ClariNet).")
     initial_scale: float = Field(0.05, gt=0, description="s_tot at initialisation.")
 
     @model_validator(mode="after")
-    def _check(self) -> StudentConfig:
-        if len(set(self.speakers)) != len(self.speakers):
-            raise ValueError("speaker names must be unique")
+    def _check_flows(self) -> StudentConfig:
         if any(layers <= 0 for layers in self.flow_layers):
             raise ValueError("every flow needs at least one layer")
         return self
 
-    def dilations(self, layers: int) -> list[int]:
-        """Dilation of each layer of a flow with `layers` layers."""
-        return [2 ** (i % self.dilation_cycle) for i in range(layers)]
+    @property
+    def flow_stacks(self) -> list[StackConfig]:
+        """Layout of each flow's residual stack, first flow first."""
+        return [
+            StackConfig(
+                layers=layers,
+                dilation_cycle=self.dilation_cycle,
+                kernel_size=self.kernel_size,
+                residual_channels=self.residual_channels,
+                gate_channels=self.gate_channels,
+                skip_channels=self.skip_channels,
+            )
+            for layers in self.flow_layers
+        ]
 
 
 def sample_logistic(shape, generator=None, device=None, eps: float = 1e-6) -> torch.Tensor:
@@ -73,32 +77,29 @@ class FlowWaveNet(nn.Module):
     """One flow: a causal WaveNet from x^(k-1)_<t to (mu_k, log s_k) at every t.
 
     Args:
-        config (StudentConfig): Shared widths and kernel.
-        layers (int): Residual blocks in this flow.
+        stack (StackConfig): Layout of the flow's residual stack.
         initial_log_scale (float): log s_k at initialisation (the output layer starts at zero
             weight, so every flow starts as a fixed affine map).
     """
 
-    def __init__(self, config: StudentConfig, layers: int, initial_log_scale: float):
+    def __init__(self, stack: StackConfig, initial_log_scale: float):
         super().__init__()
-        self.dilations = config.dilations(layers)
-        self.input = nn.Conv1d(1, config.residual_channels, 1)
-        self.blocks = nn.ModuleList(
-            GatedResidualBlock(
-                config.residual_channels,
-                config.gate_channels,
-                config.skip_channels,
-                config.kernel_size,
-                dilation,
-                residual=index < layers - 1,
-            )
-            for index, dilation in enumerate(self.dilations)
-        )
-        self.output = nn.Conv1d(config.skip_channels, 2, 1)
+        self.input = nn.Conv1d(1, stack.residual_channels, 1)
+        self.blocks = ResidualStack(stack)
+        self.output = nn.Conv1d(stack.skip_channels, 2, 1)
         nn.init.zeros_(self.output.weight)
         with torch.no_grad():
             self.output.bias.copy_(torch.tensor([0.0, initial_log_scale]))
-        self.receptive_field = receptive_field(config.kernel_size, self.dilations)
+
+    @property
+    def receptive_field(self) -> int:
+        """Samples of x^(k-1) (this one and those before it) that shape one (mu, log s)."""
+        return self.blocks.config.receptive_field
+
+    @property
+    def flops_per_sample(self) -> int:
+        """FLOPs of one sample: the input, the residual stack and the (mu, log s) head."""
+        return weight_flops(self.input, self.blocks, self.output)
 
     def forward(
         self, x: torch.Tensor, cond: torch.Tensor | None
@@ -108,11 +109,7 @@ class FlowWaveNet(nn.Module):
         cond is (B, layers * 2 * gate, T or F): every layer's conditioning, stacked.
         """
         h = self.input(shift_right(x.unsqueeze(1)))
-        slices = [None] * len(self.blocks) if cond is None else cond.chunk(len(self.blocks), 1)
-        skips = 0
-        for block, layer_cond in zip(self.blocks, slices, strict=True):
-            h, skip = block(h, layer_cond)
-            skips = skips + skip
+        skips, _ = self.blocks(h, () if cond is None else (cond,))
         mu, log_s = self.output(F.relu(skips)).unbind(dim=1)
         return mu, log_s
 
@@ -131,28 +128,29 @@ class Student(nn.Module):
         super().__init__()
         self.config = config
         self.spec = spec
-        per_layer = 2 * config.gate_channels
-        self.flow_channels = [layers * per_layer for layers in config.flow_layers]
-        self.conditioner = Conditioner(
-            n_mels=spec.n_mels,
-            hidden_channels=config.cond_channels,
-            out_channels=sum(self.flow_channels),
-            hop_length=spec.hop_length,
-            encoder_layers=config.cond_layers,
-            encoder_kernel_size=config.cond_kernel_size,
-            n_speakers=len(config.speakers),
-            speaker_dim=config.speaker_dim,
-            interpolate=config.upsample == "interpolate",
+        stacks = config.flow_stacks
+        self.flow_channels = [stack.cond_channels for stack in stacks]
+        self.conditioner = build_conditioner(
+            config, spec, sum(self.flow_channels), interpolate=config.upsample == "interpolate"
         )
-        initial = math.log(config.initial_scale) / len(config.flow_layers)
-        self.flows = nn.ModuleList(
-            FlowWaveNet(config, layers, initial) for layers in config.flow_layers
-        )
+        initial = math.log(config.initial_scale) / len(stacks)
+        self.flows = nn.ModuleList(FlowWaveNet(stack, initial) for stack in stacks)
 
     @property
     def receptive_field(self) -> int:
         """Samples of z (this one and those before it) that shape one output sample."""
         return 1 + sum(flow.receptive_field for flow in self.flows)
+
+    @property
+    def conditioning_context(self) -> int:
+        """Mel frames each side of a frame that its conditioning depends on."""
+        return self.conditioner.context
+
+    @property
+    def flops_per_sample(self) -> int:
+        """FLOPs of one output sample through every flow (the mel conditioning runs at frame
+        rate, hop times more rarely, and is left out)."""
+        return sum(flow.flops_per_sample for flow in self.flows)
 
     def conditioning(
         self,
@@ -165,12 +163,20 @@ class Student(nn.Module):
         With `mel_lengths`, each item of a zero-padded batch is encoded on its own frames, so
         its output equals that of the item alone.
         """
+        return self.conditioner.window(*self.frame_conditioning(mel, speaker, mel_lengths))
+
+    def frame_conditioning(
+        self,
+        mel: torch.Tensor,
+        speaker: torch.Tensor | None = None,
+        mel_lengths: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Every flow's conditioning at frame rate (B, sum of flow channels, F), and the
+        speaker bias (B, sum of flow channels, 1) or None: `conditioning` before
+        `Conditioner.window` brings it to the rate the flows read."""
         if mel.dim() != 3 or mel.shape[1] != self.spec.n_mels:
             raise ValueError(f"mel must be (B, {self.spec.n_mels}, frames), got {tuple(mel.shape)}")
-        frames, bias = self.conditioner.project(mel, speaker, mel_lengths)
-        if self.config.upsample == "interpolate":
-            return self.conditioner.upsample(frames, bias)
-        return frames if bias is None else frames + bias
+        return self.conditioner.project(mel, speaker, mel_lengths)
 
     def flow(
         self, z: torch.Tensor, cond: torch.Tensor
@@ -250,10 +256,11 @@ class Student(nn.Module):
     ) -> Iterator[torch.Tensor]:
         """Audio in chunks of `frames_per_chunk` frames, equal to one whole-utterance pass.
 
-        The noise for the whole utterance is drawn first; each chunk is recomputed from
-        `ceil((receptive_field - 1) / hop)` frames before it, so every output sample sees
-        exactly the noise and conditioning it would see in one pass, while memory stays
-        bounded by the chunk size.
+        The noise for the whole utterance is drawn first, and the conditioning at frame rate
+        (hop times smaller); each chunk is recomputed from `ceil((receptive_field - 1) / hop)`
+        frames before it, its conditioning brought to the flows' rate for that window alone,
+        so every output sample sees exactly the noise and conditioning it would see in one
+        pass, while memory stays bounded by the chunk size.
 
         Args:
             mel (Tensor): Log-mel frames (B, n_mels, frames).
@@ -270,19 +277,18 @@ class Student(nn.Module):
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         if frames_per_chunk <= 0:
             raise ValueError(f"frames_per_chunk must be positive, got {frames_per_chunk}")
-        cond = self.conditioning(mel, speaker, mel_lengths)
+        frames, bias = self.frame_conditioning(mel, speaker, mel_lengths)
         batch, num_frames = mel.shape[0], mel.shape[-1]
         hop = self.spec.hop_length
         device = self.flows[0].input.weight.device
         z = sample_logistic((batch, num_frames * hop), generator, device) * temperature
         context = math.ceil((self.receptive_field - 1) / hop)
-        steps_per_frame = cond.shape[-1] // num_frames  # 1 at frame rate, hop at sample rate
         # On CPU the flows run as matrix products on one buffer (measured faster there); the
         # weights are arranged once for all chunks.
         prepared = [prepare_flow(flow) for flow in self.flows] if device.type == "cpu" else None
         for start in range(0, num_frames, frames_per_chunk):
             stop = min(start + frames_per_chunk, num_frames)
             first = max(start - context, 0)
-            window = cond[..., first * steps_per_frame : stop * steps_per_frame]
+            window = self.conditioner.window(frames, bias, first, stop)
             x = self.sample(z[:, first * hop : stop * hop], window, prepared)
             yield mulaw.expand(x[:, (start - first) * hop :]).clamp(-1.0, 1.0)

@@ -10,20 +10,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
 from torch import nn
 
 from wavenet import mulaw
+from wavenet.conditioning import ConditioningConfig, build_conditioner
 from wavenet.features import FeatureSpec
-from wavenet.layers import Conditioner, ConvQueue, GatedResidualBlock, receptive_field, shift_right
+from wavenet.layers import ConvQueue, shift_right
+from wavenet.stack import ResidualStack, StackConfig, weight_flops
 
 __all__ = ["Teacher", "TeacherCache", "TeacherConfig"]
 
 
-class TeacherConfig(BaseModel):
+class TeacherConfig(ConditioningConfig):
     """Architecture of the teacher. The feature spec (n_mels, hop) comes with the model."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     layers: int = Field(20, gt=0, description="Gated residual blocks.")
     dilation_cycle: int = Field(10, gt=0, description="Dilations 1, 2, ..., 2^(cycle-1), repeated.")
@@ -31,26 +31,18 @@ class TeacherConfig(BaseModel):
     residual_channels: int = Field(64, gt=0, description="Width of the residual stream.")
     gate_channels: int = Field(64, gt=0, description="Width of each half of the gated unit.")
     skip_channels: int = Field(128, gt=0, description="Width of the skip connections and head.")
-    cond_channels: int = Field(128, gt=0, description="Width of the frame-rate mel encoder.")
-    cond_layers: int = Field(2, ge=0, description="Convolutions in the frame-rate mel encoder.")
-    cond_kernel_size: int = Field(3, gt=0, description="Their kernel size (odd).")
-    speakers: list[str] = Field(
-        default_factory=list, description="Speaker names, index = id; empty: single speaker."
-    )
-    speaker_dim: int = Field(16, gt=0, description="Size of the speaker embedding.")
-
-    @model_validator(mode="after")
-    def _check(self) -> TeacherConfig:
-        if len(set(self.speakers)) != len(self.speakers):
-            raise ValueError("speaker names must be unique")
-        if self.cond_kernel_size % 2 != 1:
-            raise ValueError(f"cond_kernel_size must be odd, got {self.cond_kernel_size}")
-        return self
 
     @property
-    def dilations(self) -> list[int]:
-        """Dilation of each layer, in order."""
-        return [2 ** (i % self.dilation_cycle) for i in range(self.layers)]
+    def stack(self) -> StackConfig:
+        """Layout of the residual stack."""
+        return StackConfig(
+            layers=self.layers,
+            dilation_cycle=self.dilation_cycle,
+            kernel_size=self.kernel_size,
+            residual_channels=self.residual_channels,
+            gate_channels=self.gate_channels,
+            skip_channels=self.skip_channels,
+        )
 
 
 class TeacherCache:
@@ -80,30 +72,10 @@ class Teacher(nn.Module):
         super().__init__()
         self.config = config
         self.spec = spec
-        gate = config.gate_channels
-        self.conditioner = Conditioner(
-            n_mels=spec.n_mels,
-            hidden_channels=config.cond_channels,
-            out_channels=config.layers * 2 * gate,
-            hop_length=spec.hop_length,
-            encoder_layers=config.cond_layers,
-            encoder_kernel_size=config.cond_kernel_size,
-            n_speakers=len(config.speakers),
-            speaker_dim=config.speaker_dim,
-        )
+        stack = config.stack
+        self.conditioner = build_conditioner(config, spec, stack.cond_channels)
         self.input = nn.Conv1d(1, config.residual_channels, 1)
-        last = config.layers - 1
-        self.blocks = nn.ModuleList(
-            GatedResidualBlock(
-                config.residual_channels,
-                gate,
-                config.skip_channels,
-                config.kernel_size,
-                dilation,
-                residual=index < last,
-            )
-            for index, dilation in enumerate(config.dilations)
-        )
+        self.blocks = ResidualStack(stack)
         self.head = nn.Sequential(
             nn.ReLU(),
             nn.Conv1d(config.skip_channels, config.skip_channels, 1),
@@ -114,7 +86,18 @@ class Teacher(nn.Module):
     @property
     def receptive_field(self) -> int:
         """Past samples that can influence one prediction."""
-        return receptive_field(self.config.kernel_size, self.config.dilations)
+        return self.blocks.config.receptive_field
+
+    @property
+    def conditioning_context(self) -> int:
+        """Mel frames each side of a frame that its conditioning depends on."""
+        return self.conditioner.context
+
+    @property
+    def flops_per_sample(self) -> int:
+        """FLOPs of one generated sample: the input, the residual stack and the output head
+        (the mel conditioning runs at frame rate, hop times more rarely, and is left out)."""
+        return weight_flops(self.input, self.blocks, self.head)
 
     def forward(
         self,
@@ -150,21 +133,8 @@ class Teacher(nn.Module):
         else:
             cond = self.conditioner.speaker_bias(speaker)
         h = self.input(shift_right(companded.unsqueeze(1)))
-        skips = 0
-        for block, layer_cond in zip(self.blocks, self._layer_slices(cond), strict=True):
-            h, skip = block(h, layer_cond)
-            skips = skips + skip
+        skips, _ = self.blocks(h, () if cond is None else (cond,))
         return self.head(skips)
-
-    def _layer_slices(self, cond: torch.Tensor | None) -> list[torch.Tensor | None]:
-        """Each layer's share (B, 2 * gate, T) of the stacked conditioning.
-
-        One split for all layers: slicing inside the loop would make the backward pass
-        allocate a full-size gradient of the stacked tensor once per layer.
-        """
-        if cond is None:
-            return [None] * len(self.blocks)
-        return list(cond.split(2 * self.config.gate_channels, dim=1))
 
     def _check_inputs(self, companded: torch.Tensor, mel: torch.Tensor | None) -> None:
         if companded.dim() != 2:
@@ -184,10 +154,7 @@ class Teacher(nn.Module):
     def new_cache(self, batch_size: int) -> TeacherCache:
         """Empty generation state: the past is silence, exactly as `forward` pads it."""
         param = self.input.weight
-        queues = [
-            block.conv.new_queue(batch_size, device=param.device, dtype=param.dtype)
-            for block in self.blocks
-        ]
+        queues = self.blocks.new_queues(batch_size, device=param.device, dtype=param.dtype)
         return TeacherCache(queues, torch.zeros(batch_size, device=param.device, dtype=param.dtype))
 
     def step(self, cond: torch.Tensor | None, cache: TeacherCache) -> torch.Tensor:
@@ -202,11 +169,7 @@ class Teacher(nn.Module):
             Tensor: Logits (B, 256).
         """
         h = self.input(cache.previous.view(-1, 1, 1))
-        skips = 0
-        layers = zip(self.blocks, self._layer_slices(cond), cache.queues, strict=True)
-        for block, layer_cond, queue in layers:
-            h, skip = block(h, layer_cond, queue)
-            skips = skips + skip
+        skips, _ = self.blocks(h, () if cond is None else (cond,), cache.queues)
         return self.head(skips)[..., 0]
 
     @torch.no_grad()
@@ -279,7 +242,7 @@ class Teacher(nn.Module):
             if frames is None:
                 conds = [bias] * (stop - start)
             else:
-                cond = self.conditioner.upsample(frames, bias, start, stop)
+                cond = self.conditioner.window(frames, bias, start, stop)
                 conds = [cond[..., t : t + 1] for t in range(cond.shape[-1])]
             classes = torch.empty(
                 batch, len(conds), dtype=torch.long, device=self.input.weight.device
