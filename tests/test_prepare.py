@@ -1,4 +1,4 @@
-"""`wavenet prepare`: layouts, the prepared format, dropped files, the split, the config."""
+"""`wavenet prepare`: layouts, the prepared format, F0, dropped files, the splits, the config."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 from conftest import DATA
 
 from training.config import ConfigError
-from training.dataset_format import DatasetError, load_entry, read_manifest
+from training.dataset_format import DatasetError, load_entry, load_f0, read_manifest
 from training.prepare import (
     PrepareConfig,
     held_out_ids,
@@ -22,8 +22,10 @@ from training.prepare import (
     prepare,
     trim_silence,
 )
+from training.splits import MIN_UNSEEN_UTTERANCES, unseen_speakers
 from wavenet.cli import main
 from wavenet.features import FeatureSpec
+from wavenet.pitch import PitchSpec, track_f0
 
 FIXTURE = DATA / "corpus"
 FIXTURE_WAVS = sorted(FIXTURE.rglob("*.wav"))
@@ -55,7 +57,9 @@ def test_fixture_corpus_gives_the_documented_format(prepared):
     assert spec == FeatureSpec()
     assert json.loads((out / "feature_spec.json").read_text()) == spec.model_dump(mode="json")
     config = PrepareConfig.model_validate_json((out / "prepare_config.json").read_text())
-    assert config == PrepareConfig()
+    # Three utterances per speaker are too few to keep a speaker out: no unseen split.
+    assert config == PrepareConfig(unseen_speakers=[]) and report.unseen_speakers == []
+    assert PitchSpec.model_validate_json((out / "pitch_spec.json").read_text()) == PitchSpec()
     assert speakers == json.loads((out / "speakers.json").read_text())
     assert speakers == sorted(p.name for p in FIXTURE.iterdir() if p.is_dir())
     assert (report.layout, report.kept, report.dropped) == ("vctk", len(FIXTURE_WAVS), 0)
@@ -65,13 +69,28 @@ def test_fixture_corpus_gives_the_documented_format(prepared):
         assert entry.samples == entry.frames * spec.hop_length == audio.shape[0]
         assert mel.shape == (spec.n_mels, entry.frames)
         assert torch.equal(spec.extract(torch.from_numpy(audio)), torch.from_numpy(mel))
+        assert entry.f0 == f"f0/{entry.id}.npy"
+        np.testing.assert_array_equal(load_f0(out, entry), track_f0(audio, spec))
         assert np.abs(audio).max() == pytest.approx(10 ** (-1 / 20), rel=1e-4)  # peak -1 dBFS
         assert speakers[entry.speaker_id] == entry.speaker == Path(entry.source).parent.name
         assert entry.text == (FIXTURE / entry.source).with_suffix(".txt").read_text().strip()
-    on_disk = sorted(p.stem for p in (out / "mel").glob("*.npy"))
-    assert on_disk == sorted(e.id for e in entries)
+    for folder in ("audio", "mel", "f0"):
+        on_disk = sorted(p.stem for p in (out / folder).glob("*.npy"))
+        assert on_disk == sorted(e.id for e in entries)
     saved = json.loads((out / "report.json").read_text())
     assert (saved["kept"], saved["dropped"], saved["dropped_files"]) == (len(entries), 0, [])
+    stats = saved["speaker_stats"]
+    assert sorted(stats) == speakers
+    for speaker, row in stats.items():
+        own = [e for e in entries if e.speaker == speaker]
+        f0 = np.concatenate([load_f0(out, e) for e in own])
+        voiced = f0[f0 > 0].astype(np.float64)
+        assert (row["split"], row["utterances"]) == ("train", len(own))
+        assert row["voiced_fraction"] == pytest.approx(voiced.size / f0.size, abs=1e-4)
+        assert row["f0_p50"] == pytest.approx(np.median(voiced), abs=0.05)
+        assert 50 <= row["f0_p5"] < row["f0_p50"] < row["f0_p95"] <= 800
+    minutes = sum(row["minutes"] for row in stats.values())
+    assert minutes == pytest.approx(report.seconds / 60, abs=0.005)
 
 
 def test_ljspeech_layout(tmp_path):
@@ -173,6 +192,88 @@ def test_named_val_ids_replace_the_seeded_split(tmp_path):
     entries = read_manifest(tmp_path / "out")[2]
     assert {e.id for e in entries if e.split == "val"} == {"awb_0002", "slt_0001"}
     assert (report.train, report.val) == (len(entries) - 2, 2)
+
+
+def test_a_named_unseen_speaker_is_kept_out_of_training_whole(tmp_path, capsys):
+    yaml = "unseen_speakers: [slt, nobody]\nval_fraction: 0.25\nval_ids: null\n"
+    report = prepare(FIXTURE, tmp_path / "out", _config(tmp_path, yaml))
+    _, speakers, entries = read_manifest(tmp_path / "out")
+    assert speakers == ["awb", "kal16", "kal_diphone"]  # speakers.json: the trained ones
+    unseen = [e for e in entries if e.split == "unseen"]
+    assert sorted(e.id for e in unseen) == ["slt_0001", "slt_0002", "slt_0003"]
+    assert all(e.speaker == "slt" and e.speaker_id is None for e in unseen)
+    assert all(e.speaker != "slt" for e in entries if e.split != "unseen")
+    assert (report.unseen, report.unseen_speakers, report.unseen_not_found) == (
+        3,
+        ["slt"],
+        ["nobody"],
+    )
+    assert report.train + report.val + report.unseen == report.kept == len(FIXTURE_WAVS)
+    assert report.val == 2 and report.speaker_stats["slt"].split == "unseen"
+    saved = PrepareConfig.model_validate_json(
+        (tmp_path / "out" / "prepare_config.json").read_text()
+    )
+    assert saved.unseen_speakers == ["slt"]
+    # An unseen speaker's utterance named as held out stays unseen.
+    yaml = "unseen_speakers: [slt]\nval_ids: [slt_0001, awb_0001]\n"
+    prepare(FIXTURE, tmp_path / "again", _config(tmp_path, yaml))
+    splits = {e.id: e.split for e in read_manifest(tmp_path / "again")[2]}
+    assert (splits["slt_0001"], splits["awb_0001"], splits["awb_0002"]) == (
+        "unseen",
+        "val",
+        "train",
+    )
+    main(
+        ["prepare", str(FIXTURE), str(tmp_path / "cli"), "--config", str(tmp_path / "prepare.yaml")]
+    )
+    printed = capsys.readouterr().out
+    assert "unseen 3" in printed and "unseen speaker(s): slt" in printed
+
+
+def test_keeping_every_speaker_out_is_an_error(tmp_path):
+    yaml = "unseen_speakers: [awb, kal16, kal_diphone, slt]\n"
+    with pytest.raises(DatasetError, match="leave no speaker to train on"):
+        prepare(FIXTURE, tmp_path / "out", _config(tmp_path, yaml))
+
+
+def test_the_unseen_speaker_picked_is_the_smallest_with_enough_utterances():
+    enough = MIN_UNSEEN_UTTERANCES
+    seconds = {"big": 600.0, "small": 90.0, "tiny": 5.0, "mid": 300.0}
+    counts = {"big": 200, "small": enough, "tiny": enough - 1, "mid": 100}
+    assert unseen_speakers(seconds, counts, None) == ["small"]
+    assert unseen_speakers(seconds, {**counts, "small": 1}, None) == ["mid"]
+    assert unseen_speakers({"a": 9.0, "b": 9.0, "c": 9.0}, dict.fromkeys("abc", 50), None) == ["a"]
+    two = {"big": 600.0, "mid": 300.0}
+    assert unseen_speakers(two, counts, None) == []  # fewer than three speakers
+    assert unseen_speakers(seconds, dict.fromkeys(seconds, 3), None) == []
+    assert unseen_speakers(seconds, counts, []) == []
+    assert unseen_speakers(seconds, counts, ["tiny", "big", "gone"]) == ["big", "tiny"]
+
+
+def test_read_manifest_checks_the_f0_files(prepared, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(prepared[0], out)
+    first = read_manifest(out)[2][0]
+    np.save(out / first.f0, np.zeros(first.frames + 1, np.float32))
+    with pytest.raises(
+        DatasetError, match=rf"{first.id}\.npy: expected float32 \({first.frames},\)"
+    ):
+        load_f0(out, first)
+    (out / first.f0).unlink()
+    with pytest.raises(DatasetError, match=rf"line 1: .*f0/{first.id}\.npy: missing"):
+        read_manifest(out)
+    (out / "pitch_spec.json").unlink()
+    with pytest.raises(DatasetError, match="line 1: an f0 file, but the folder has no pitch_spec"):
+        read_manifest(out)
+    (out / "pitch_spec.json").write_text('{"f0_min": 900}')
+    with pytest.raises(DatasetError, match=r"pitch_spec\.json: not a PitchSpec"):
+        read_manifest(out)
+
+
+def test_a_pitch_range_above_nyquist_is_a_config_error(tmp_path):
+    yaml = "spec: {sample_rate: 8000, n_fft: 256, win_length: 256, hop_length: 64, f_max: 4000}\n"
+    with pytest.raises(ConfigError, match=r"pitch\.f0_max \(4000\.0\) must be below Nyquist"):
+        prepare(FIXTURE, tmp_path / "out", _config(tmp_path, yaml + "pitch: {f0_max: 4000}\n"))
 
 
 def test_config_with_an_unknown_key_fails_naming_it(tmp_path, capsys):

@@ -1,26 +1,18 @@
 """`wavenet prepare`: turn a speech corpus into the cached, training-ready folder.
 
 Every utterance is read, resampled to `spec.sample_rate`, trimmed of long silences, brought to a
-common level, zero-padded to a whole number of hops, and cached as float32 waveform and log-mel
-.npy files (format in `training.dataset_format`). Files that cannot be used are listed in
-report.json with the reason, never silently dropped and never fatal.
-
-Silence (`trim_silence`): the audio is cut into 10 ms blocks; a block whose RMS is more than
-`silence_db` (default 40 dB) below the loudest block's is silent. Leading and trailing silence
-is cut to `edge_silence_seconds` (0.1 s); an internal run of silent blocks longer than
-`max_pause_seconds` (0.5 s) keeps its first and last halves of that length.
-
-Level (`normalise_level`): "peak" scales the loudest sample to `peak_dbfs` (-1 dBFS); "rms"
-scales the RMS of the trimmed audio to `rms_dbfs` (-20 dBFS) but never lets a sample exceed
-`peak_dbfs`; "none" leaves the level alone.
+common level, zero-padded to a whole number of hops, and cached as float32 waveform, log-mel
+and F0 .npy files (format in `training.dataset_format`); F0 is tracked on that final audio
+with the config's PitchSpec (`wavenet.pitch`). Files that cannot be used are listed in
+report.json with the reason, never silently dropped and never fatal. The held-out splits
+("val", "unseen") are chosen as `training.splits` says.
+Silences are trimmed and levels set as `training.cleanup` says.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import random
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -29,16 +21,28 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm import tqdm
 
+from training.cleanup import normalise_level, trim_silence
 from training.config import load_config
 from training.dataset_format import DatasetError, ManifestEntry, write_text_atomic
 from training.layouts import Source, find_sources
+from training.prepare_report import PrepareReport, print_report, speaker_stats
+from training.splits import held_out_ids, unseen_speakers
 from wavenet.audio import load_audio
 from wavenet.errors import AudioError
 from wavenet.features import FeatureSpec
+from wavenet.pitch import PitchSpec, track_f0
 
-__all__ = ["PrepareConfig", "PrepareReport", "normalise_level", "prepare", "trim_silence"]
+__all__ = [
+    "PrepareConfig",
+    "PrepareReport",
+    "held_out_ids",
+    "normalise_level",
+    "prepare",
+    "print_report",
+    "trim_silence",
+]
 
-BLOCK_SECONDS = 0.01  # silence is judged per 10 ms block: short enough to keep word onsets
+ARRAY_FOLDERS = ("audio", "mel", "f0")  # one .npy per utterance in each
 
 
 class PrepareConfig(BaseModel):
@@ -47,14 +51,25 @@ class PrepareConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     spec: FeatureSpec = Field(default_factory=FeatureSpec, description="Features to cache.")
-    val_fraction: float = Field(0.05, ge=0, lt=1, description="Share of utterances held out.")
+    pitch: PitchSpec = Field(default_factory=PitchSpec, description="F0 tracker settings.")
+    # One whole speaker kept out of training measures how a model does on a new voice.
+    # None picks one (`training.splits.unseen_speakers`); the folder's prepare_config.json
+    # saves the speakers picked, so preparing again (or a subset of the corpus) keeps them out.
+    unseen_speakers: list[str] | None = Field(
+        None,
+        description="Speakers kept out of training; None: picked; []: none; names that are "
+        "not in the corpus are ignored.",
+    )
+    val_fraction: float = Field(
+        0.05, ge=0, lt=1, description="Share of the training speakers' utterances held out."
+    )
     seed: int = Field(0, description="Seed of the held-out split.")
     # The seeded draw depends on every kept utterance, so a subset of a corpus (what travels
     # to a GPU machine, `training.carry`) would get another split; naming the ids keeps it.
     val_ids: list[str] | None = Field(
         None,
         description="Held-out utterance ids, replacing the seeded draw (val_fraction, seed); "
-        "ids that are not kept are ignored.",
+        "ids that are not kept, or are an unseen speaker's, are ignored.",
     )
     min_seconds: float = Field(0.5, ge=0, description="Shorter (after trimming) is dropped.")
     max_seconds: float = Field(20.0, gt=0, description="Longer (after trimming) is dropped.")
@@ -66,28 +81,28 @@ class PrepareConfig(BaseModel):
     rms_dbfs: float = Field(-20.0, lt=0, description="Target RMS when level is rms.")
 
     @model_validator(mode="after")
-    def _check_lengths(self) -> PrepareConfig:
+    def _check_consistent(self) -> PrepareConfig:
         if self.min_seconds >= self.max_seconds:
             raise ValueError(f"min_seconds ({self.min_seconds}) must be below max_seconds")
+        if self.pitch.f0_max >= self.spec.sample_rate / 2:
+            raise ValueError(
+                f"pitch.f0_max ({self.pitch.f0_max}) must be below Nyquist "
+                f"({self.spec.sample_rate / 2})"
+            )
         return self
-
-
-class PrepareReport(BaseModel):
-    """What a prepare run kept and dropped; saved as report.json."""
-
-    data: str = Field(description="The corpus folder read.")
-    layout: str = Field(description="ljspeech, vctk or folder.")
-    kept: int = Field(description="Utterances in the manifest.")
-    dropped: int = Field(description="Files left out.")
-    train: int = Field(description="Kept utterances in the training split.")
-    val: int = Field(description="Kept utterances in the held-out split.")
-    seconds: float = Field(description="Audio kept, after trimming, before padding.")
-    speakers: list[str] = Field(description="Speaker names; index = speaker id.")
-    dropped_files: list[dict[str, str]] = Field(description="{source, reason} per dropped file.")
 
 
 class _Dropped(Exception):
     """A file that cannot be used; the message is the reason."""
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """A cached utterance: its source, length before padding, and F0 (frames,)."""
+
+    source: Source
+    samples: int
+    f0: np.ndarray
 
 
 def prepare(
@@ -107,10 +122,10 @@ def prepare(
     data, out = Path(data), Path(out)
     layout, sources, dropped = find_sources(data)
     _claim_output(out)
-    kept: list[tuple[Source, int]] = []  # (source, samples before padding)
+    kept: list[_Kept] = []
     for source in tqdm(sources, desc="prepare", unit="file", leave=False):
         try:
-            kept.append((source, _prepare_one(source, config, out)))
+            kept.append(_prepare_one(source, config, out))
         except _Dropped as reason:
             dropped.append({"source": source.relative, "reason": str(reason)})
     if not kept:
@@ -118,110 +133,33 @@ def prepare(
         raise DatasetError(
             f"{data}: none of {len(sources)} audio file(s) could be used ({reasons})"
         )
-    speakers = sorted({source.speaker for source, _ in kept})
-    utterances = [(source.utt_id, source.speaker) for source, _ in kept]
-    if config.val_ids is None:
-        val_ids = held_out_ids(utterances, config.val_fraction, config.seed)
-    else:
-        val_ids = set(config.val_ids) & {utt_id for utt_id, _ in utterances}
-    entries = [_entry(source, samples, config.spec, speakers, val_ids) for source, samples in kept]
+    splits, unseen = _assign_splits(kept, config)
+    present = {item.source.speaker for item in kept}
+    speakers = sorted(present - set(unseen))
+    if not speakers:
+        raise DatasetError(f"unseen_speakers {unseen} leave no speaker to train on")
+    entries = [_entry(item, config.spec, speakers, splits[item.source.utt_id]) for item in kept]
     report = PrepareReport(
         data=str(data.resolve()),
         layout=layout,
         kept=len(entries),
         dropped=len(dropped),
-        train=len(entries) - len(val_ids),
-        val=len(val_ids),
-        seconds=round(sum(samples for _, samples in kept) / config.spec.sample_rate, 3),
+        train=sum(split == "train" for split in splits.values()),
+        val=sum(split == "val" for split in splits.values()),
+        unseen=sum(split == "unseen" for split in splits.values()),
+        seconds=round(sum(item.samples for item in kept) / config.spec.sample_rate, 3),
         speakers=speakers,
+        unseen_speakers=unseen,
+        unseen_not_found=sorted(set(config.unseen_speakers or []) - present),
+        speaker_stats=_speaker_stats(kept, unseen, config.spec.sample_rate),
         dropped_files=dropped,
     )
-    _write_folder(out, config, report, entries)
+    _write_folder(out, config.model_copy(update={"unseen_speakers": unseen}), report, entries)
     return report
 
 
-def print_report(report: PrepareReport, file=None) -> None:
-    """One summary line, then one line per dropped file with its reason (to stdout by default)."""
-    file = file or sys.stdout
-    print(
-        f"kept {report.kept} utterance(s) ({report.seconds / 60:.1f} min, "
-        f"{len(report.speakers)} speaker(s), train {report.train}, val {report.val}); "
-        f"dropped {report.dropped} file(s)",
-        file=file,
-    )
-    for item in report.dropped_files:
-        print(f"  dropped {item['source']}: {item['reason']}", file=file)
-
-
-def trim_silence(
-    audio: np.ndarray,
-    sample_rate: int,
-    silence_db: float,
-    edge_seconds: float,
-    pause_seconds: float,
-) -> np.ndarray:
-    """Cut leading/trailing silence to `edge_seconds` and internal pauses to `pause_seconds`.
-
-    Args:
-        audio (ndarray): Waveform (samples,).
-
-    Returns:
-        ndarray: The trimmed waveform (kept samples,); empty when the audio is all zeros.
-    """
-    block = max(1, round(BLOCK_SECONDS * sample_rate))
-    blocks = math.ceil(audio.size / block)
-    padded = np.pad(audio, (0, blocks * block - audio.size)).reshape(blocks, block)
-    rms = np.sqrt(np.mean(padded.astype(np.float64) ** 2, axis=1))
-    if rms.max() == 0:
-        return audio[:0]
-    silent = rms < rms.max() * 10 ** (silence_db / 20)
-    voiced = np.flatnonzero(~silent)
-    edge, pause = round(edge_seconds / BLOCK_SECONDS), round(pause_seconds / BLOCK_SECONDS)
-    keep = np.zeros(blocks, dtype=bool)
-    keep[max(0, voiced[0] - edge) : voiced[-1] + 1 + edge] = True
-    # Each gap between consecutive voiced blocks is an internal pause.
-    for start, end in zip(voiced[:-1] + 1, voiced[1:], strict=True):
-        if end - start > pause:
-            keep[start + pause // 2 : end - (pause - pause // 2)] = False
-    return audio[np.repeat(keep, block)[: audio.size]]
-
-
-def normalise_level(audio: np.ndarray, level: str, peak_dbfs: float, rms_dbfs: float) -> np.ndarray:
-    """Scale `audio` (samples,) to a common level (see the module docstring)."""
-    peak = float(np.abs(audio).max())
-    if level == "none" or peak == 0:
-        return audio
-    ceiling = 10 ** (peak_dbfs / 20)
-    gain = ceiling / peak
-    if level == "rms":
-        rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2)))
-        gain = min(gain, 10 ** (rms_dbfs / 20) / rms)
-    return (audio * gain).astype(np.float32)
-
-
-def held_out_ids(utterances: list[tuple[str, str]], fraction: float, seed: int) -> set[str]:
-    """The ids of the held-out utterances: `fraction` of them, at least one when there are two.
-
-    Each speaker's utterances are shuffled, then dealt out speaker by speaker, so the held-out
-    set covers as many speakers as its size allows. Depends only on the ids and the seed.
-    """
-    if fraction <= 0 or len(utterances) < 2:
-        return set()
-    count = min(len(utterances) - 1, max(1, round(fraction * len(utterances))))
-    rng = random.Random(seed)
-    by_speaker: dict[str, list[str]] = {}
-    for utt_id, speaker in sorted(utterances):
-        by_speaker.setdefault(speaker, []).append(utt_id)
-    queues = [by_speaker[speaker] for speaker in sorted(by_speaker)]
-    rng.shuffle(queues)
-    for queue in queues:
-        rng.shuffle(queue)
-    dealt = [queue[i] for i in range(max(map(len, queues))) for queue in queues if i < len(queue)]
-    return set(dealt[:count])
-
-
-def _prepare_one(source: Source, config: PrepareConfig, out: Path) -> int:
-    """Read, clean and cache one utterance; returns its length in samples before padding."""
+def _prepare_one(source: Source, config: PrepareConfig, out: Path) -> _Kept:
+    """Read, clean and cache one utterance (audio, mel, F0)."""
     spec = config.spec
     if source.path.stat().st_size == 0:
         raise _Dropped("empty file (0 bytes)")
@@ -252,22 +190,63 @@ def _prepare_one(source: Source, config: PrepareConfig, out: Path) -> int:
     padded = np.zeros(spec.samples_for(frames), dtype=np.float32)
     padded[: audio.size] = audio
     mel = spec.extract(torch.from_numpy(padded)).numpy().astype(np.float32)
-    _save_npy(out / "audio" / f"{source.utt_id}.npy", padded)
-    _save_npy(out / "mel" / f"{source.utt_id}.npy", mel)
-    return audio.size
+    try:
+        f0 = track_f0(padded, spec, config.pitch)
+    except (ValueError, RuntimeError) as error:  # parselmouth.PraatError is a RuntimeError
+        raise _Dropped(f"pitch tracking failed ({error})") from None
+    for name, array in (("audio", padded), ("mel", mel), ("f0", f0)):
+        _save_npy(out / name / f"{source.utt_id}.npy", array)
+    return _Kept(source, audio.size, f0)
 
 
-def _entry(
-    source: Source, samples: int, spec: FeatureSpec, speakers: list[str], val_ids: set[str]
-) -> ManifestEntry:
-    frames = spec.frames_for(samples)
+def _assign_splits(kept: list[_Kept], config: PrepareConfig) -> tuple[dict[str, str], list[str]]:
+    """The split of each kept utterance id, and the unseen speakers (`training.splits`)."""
+    seconds: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for item in kept:
+        speaker = item.source.speaker
+        seconds[speaker] = seconds.get(speaker, 0.0) + item.samples / config.spec.sample_rate
+        counts[speaker] = counts.get(speaker, 0) + 1
+    unseen = unseen_speakers(seconds, counts, config.unseen_speakers)
+    seen = [(i.source.utt_id, i.source.speaker) for i in kept if i.source.speaker not in unseen]
+    if config.val_ids is None:
+        val_ids = held_out_ids(seen, config.val_fraction, config.seed)
+    else:
+        val_ids = set(config.val_ids) & {utt_id for utt_id, _ in seen}
+    splits = {}
+    for item in kept:
+        utt_id = item.source.utt_id
+        in_val = "val" if utt_id in val_ids else "train"
+        splits[utt_id] = "unseen" if item.source.speaker in unseen else in_val
+    return splits, unseen
+
+
+def _speaker_stats(kept: list[_Kept], unseen: list[str], rate: int) -> dict:
+    """`SpeakerStats` per speaker, by name."""
+    by_speaker: dict[str, list[_Kept]] = {}
+    for item in kept:
+        by_speaker.setdefault(item.source.speaker, []).append(item)
+    return {
+        speaker: speaker_stats(
+            "unseen" if speaker in unseen else "train",
+            [item.samples for item in items],
+            [item.f0 for item in items],
+            rate,
+        )
+        for speaker, items in sorted(by_speaker.items())
+    }
+
+
+def _entry(item: _Kept, spec: FeatureSpec, speakers: list[str], split: str) -> ManifestEntry:
+    source, frames = item.source, spec.frames_for(item.samples)
     return ManifestEntry(
         id=source.utt_id,
         speaker=source.speaker,
-        speaker_id=speakers.index(source.speaker),
-        split="val" if source.utt_id in val_ids else "train",
+        speaker_id=None if split == "unseen" else speakers.index(source.speaker),
+        split=split,
         audio=f"audio/{source.utt_id}.npy",
         mel=f"mel/{source.utt_id}.npy",
+        f0=f"f0/{source.utt_id}.npy",
         samples=spec.samples_for(frames),
         frames=frames,
         source=source.relative,
@@ -284,7 +263,7 @@ def _claim_output(out: Path) -> None:
     # Without this, a crash part-way through re-preparing would leave the old manifest
     # pointing at files that are being rewritten.
     (out / "manifest.jsonl").unlink(missing_ok=True)
-    for name in ("audio", "mel"):
+    for name in ARRAY_FOLDERS:
         (out / name).mkdir(parents=True, exist_ok=True)
 
 
@@ -293,11 +272,12 @@ def _write_folder(
 ) -> None:
     """Write the JSON files, remove stale arrays, and write the manifest last."""
     ids = {entry.id for entry in entries}
-    for name in ("audio", "mel"):
+    for name in ARRAY_FOLDERS:
         for path in (out / name).glob("*.npy"):
             if path.stem not in ids:
                 path.unlink()
     write_text_atomic(out / "feature_spec.json", config.spec.model_dump_json(indent=2))
+    write_text_atomic(out / "pitch_spec.json", config.pitch.model_dump_json(indent=2))
     write_text_atomic(out / "prepare_config.json", config.model_dump_json(indent=2))
     write_text_atomic(out / "speakers.json", json.dumps(report.speakers, indent=2))
     write_text_atomic(out / "report.json", report.model_dump_json(indent=2))
