@@ -11,6 +11,8 @@ parselmouth, with a Viterbi path over per-frame candidates; unvoiced frames are 
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -33,7 +35,7 @@ class PitchSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # Only one tracker for now; the name is saved so that labels from another never mix.
-    tracker: str = Field("praat_ac", pattern="^praat_ac$", description="Pitch tracker.")
+    tracker: Literal["praat_ac"] = Field("praat_ac", description="Pitch tracker.")
     # Lowest F0 searched. It also sets the analysis window, periods_per_window / f0_min
     # (60 ms at 50 Hz): low male voices and creak reach 60-70 Hz.
     f0_min: float = Field(50.0, gt=0, description="Lowest F0 in Hz.")
