@@ -7,8 +7,15 @@ equal that call (within float tolerance, for deterministic models).
 
 Dependencies, in frames, for a chunk [start, stop):
 - back: the sample-level receptive field R reaches ceil((R - 1) / hop) frames into the past,
-  and the conditioning of those frames reaches `conditioning_context` frames further back;
-- ahead: only the conditioning looks ahead, by `conditioning_context` frames.
+  and the conditioning of those frames reaches C frames further back;
+- ahead: only the conditioning looks ahead, by C frames.
+
+The model states R as `receptive_field` and C as `conditioning_context`. In frames, the
+window clipped to the utterance:
+
+    first                     start           stop        last
+      |<-------- left -------->|<--- chunk --->|<- right ->|
+      |  C  | ceil((R-1)/hop)  |   kept audio  |     C     |
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["ChunkContext", "chunk_context", "conditioning_context", "overlapped_chunks"]
+__all__ = ["ChunkContext", "chunk_context", "overlapped_chunks"]
 
 Vocoder = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -48,22 +55,6 @@ def chunk_context(receptive_field: int, hop_length: int, conditioning: int) -> C
     """
     past_frames = math.ceil((receptive_field - 1) / hop_length)
     return ChunkContext(left=past_frames + conditioning, right=conditioning)
-
-
-def conditioning_context(model: object) -> int:
-    """Frames each side of a frame that its sample-rate conditioning depends on.
-
-    A model may state it as `conditioning_context`; otherwise it is derived from the
-    conditioner's config: each centred encoder convolution reaches kernel // 2 frames, and the
-    upsampler mixes each frame with its neighbours (one more frame).
-    """
-    stated = getattr(model, "conditioning_context", None)
-    if stated is not None:
-        return int(stated)
-    config = model.config
-    layers = getattr(config, "cond_layers", 0)
-    kernel = getattr(config, "cond_kernel_size", 1)
-    return layers * (kernel // 2) + 1
 
 
 def overlapped_chunks(

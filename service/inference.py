@@ -25,7 +25,7 @@ from concurrent.futures import Future
 import torch
 import torch.nn.functional as F
 
-from service.chunking import chunk_context, conditioning_context, overlapped_chunks
+from service.chunking import chunk_context, overlapped_chunks
 from service.jobs import BatchObserver, Job, QueueFullError, Result, settle
 
 __all__ = ["InferenceWorker"]
@@ -217,7 +217,7 @@ class InferenceWorker:
         elif stream:
             spec = model.spec
             context = chunk_context(
-                model.receptive_field, spec.hop_length, conditioning_context(model)
+                model.receptive_field, spec.hop_length, model.conditioning_context
             )
             options.pop("mel_lengths")
 

@@ -8,28 +8,29 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from training.bench import variants
 from training.bench_report import mark_fastest
-from training.speed import student_flops_per_sample, teacher_flops_per_sample
 from wavenet import save_model
 from wavenet.cli import main
 
 
-def test_student_flop_formula_matches_torch_flop_counter():
-    student = tiny_student()
+@pytest.mark.parametrize("overrides", [{}, {"kernel_size": 2, "skip_channels": 4}])
+def test_student_flops_per_sample_match_torch_flop_counter(overrides):
+    student = tiny_student(**overrides)
     mel = torch.randn(1, 8, 8)
     cond = student.conditioning(mel)
     z = torch.randn(1, 128)
     with FlopCounterMode(display=False) as counter:
         student.flow(z, cond)
-    assert counter.get_total_flops() / 128 == student_flops_per_sample(student.config)
+    assert counter.get_total_flops() / 128 == student.flops_per_sample
 
 
-def test_teacher_flop_formula_matches_torch_flop_counter():
-    teacher = tiny_teacher()
+@pytest.mark.parametrize("overrides", [{}, {"kernel_size": 3, "gate_channels": 8}])
+def test_teacher_flops_per_sample_match_torch_flop_counter(overrides):
+    teacher = tiny_teacher(**overrides)
     cache = teacher.new_cache(1)
-    cond = torch.zeros(1, teacher.config.layers * 2 * teacher.config.gate_channels, 1)
+    cond = torch.zeros(1, teacher.blocks.config.cond_channels, 1)
     with FlopCounterMode(display=False) as counter:
         teacher.step(cond, cache)
-    assert counter.get_total_flops() == teacher_flops_per_sample(teacher.config)
+    assert counter.get_total_flops() == teacher.flops_per_sample
 
 
 STUDENT_YAML = (

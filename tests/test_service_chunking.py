@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_teacher
 
-from service.chunking import ChunkContext, chunk_context, conditioning_context, overlapped_chunks
+from service.chunking import ChunkContext, chunk_context, overlapped_chunks
 
 HOP = 4
 RECEPTIVE_FIELD = 7  # samples, the current one included
@@ -63,9 +62,3 @@ def test_too_little_context_changes_the_audio(short):
     lengths = torch.tensor([12])
     joined = torch.cat(list(overlapped_chunks(toy_vocoder, mel, lengths, HOP, 3, short)), dim=-1)
     assert not torch.allclose(joined, toy_vocoder(mel, lengths))
-
-
-def test_conditioning_context_of_the_teacher():
-    model = tiny_teacher(cond_layers=2, cond_kernel_size=3)
-    # Two centred kernel-3 convolutions reach 2 frames; the upsampler one more.
-    assert conditioning_context(model) == 3

@@ -83,13 +83,15 @@ class GenerateOnly(torch.nn.Module):
         self.model = model
         self.kind, self.spec, self.config = model.kind, model.spec, model.config
         self.receptive_field = model.receptive_field
+        self.conditioning_context = model.conditioning_context
 
     def generate(self, mel, speaker=None, temperature=1.0, **options):
         return self.model.generate(mel, speaker, temperature, **options)
 
 
-def test_overlapped_chunks_of_a_real_student_join_to_the_whole_utterance():
-    model = student(upsample="interpolate")
+@pytest.mark.parametrize("upsample", ["interpolate", "repeat"])
+def test_overlapped_chunks_of_a_real_student_join_to_the_whole_utterance(upsample):
+    model = student(upsample=upsample)
     wrapped = GenerateOnly(model)
     assert not hasattr(wrapped, "stream")
     # Chunks of one frame, much shorter than the context each needs.

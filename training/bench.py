@@ -33,8 +33,6 @@ from training.speed import (
     median_seconds,
     peak_memory_mb,
     reset_peak_memory,
-    student_flops_per_sample,
-    teacher_flops_per_sample,
 )
 from wavenet import FeatureSpec, Student, StudentConfig, Teacher, TeacherConfig, load_model
 from wavenet.checkpoint import read_config
@@ -185,7 +183,7 @@ def bench_student_case(
 
 def bench_student(student: Student, options: dict, device: torch.device, peaks: dict) -> list:
     """Every case of every variant; achieved GFLOP/s against the peak of its precision."""
-    flops = student_flops_per_sample(student.config)
+    flops = student.flops_per_sample
     cases = []
     for variant in variants(device, options["compile"]):
         # CUDA graphs are recorded on a shape's second call: warm up twice when compiled.
@@ -226,7 +224,7 @@ def bench_teacher(teacher: Teacher, frames: int, repeats: int, device: torch.dev
     }
 
 
-def describe(model: nn.Module, path: str, source: str, flops: int) -> dict:
+def describe(model: nn.Module, path: str, source: str) -> dict:
     """What was benched: where from, its size and its FLOPs per sample."""
     return {
         "path": path,
@@ -234,7 +232,7 @@ def describe(model: nn.Module, path: str, source: str, flops: int) -> dict:
         "parameters": sum(p.numel() for p in model.parameters()),
         "receptive_field": model.receptive_field,
         "sample_rate": model.spec.sample_rate,
-        "mflops_per_sample": flops / 1e6,
+        "mflops_per_sample": model.flops_per_sample / 1e6,
     }
 
 
@@ -266,17 +264,16 @@ def measure(students: list[str], teacher_path: str, device: torch.device, option
         report["matmul_peak_gflops_fp16"] = peaks["fp16"]
     print(f"teacher {teacher_path}", file=sys.stderr)
     teacher, source = load_benched(teacher_path, "teacher", device)
-    flops = teacher_flops_per_sample(teacher.config)
     result = bench_teacher(teacher, options["teacher_frames"], options["repeats"], device)
-    result["gflops"] = flops * result["samples_per_s"] / 1e9
+    result["gflops"] = teacher.flops_per_sample * result["samples_per_s"] / 1e9
     result["fraction_of_peak"] = result["gflops"] / peaks["fp32"]
-    report["teacher"] = describe(teacher, teacher_path, source, flops) | result
+    report["teacher"] = describe(teacher, teacher_path, source) | result
     del teacher
     report["students"] = {}
     for path in students:
         print(f"student {path}", file=sys.stderr)
         student, source = load_benched(path, "student", device)
-        entry = describe(student, path, source, student_flops_per_sample(student.config))
+        entry = describe(student, path, source)
         entry["cases"] = bench_student(student, options, device, peaks)
         for case in entry["cases"]:
             if "samples_per_s" in case:

@@ -109,7 +109,7 @@ def teacher_nll(
     one a single pass over the whole clip would make.
     """
     hop = model.spec.hop_length
-    reach = model.config.cond_layers * (model.config.cond_kernel_size // 2) + 1
+    reach = model.conditioning_context
     before = math.ceil((model.receptive_field + 1) / hop) + reach
     bits, samples = 0.0, 0
     for clip in clips:

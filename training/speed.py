@@ -1,7 +1,7 @@
-"""Timing on CPU or CUDA, peak memory, FLOPs per generated sample, and the matmul peak.
+"""Timing on CPU or CUDA, peak memory, and the matmul peak.
 
-The FLOP counts are formulas of the layouts (checked against torch's FLOP counter in the
-tests), so the speed of a model can be set against what the device's matmuls achieve.
+A model states its own FLOPs per generated sample (`flops_per_sample`), so its speed can be
+set against what the device's matmuls achieve.
 """
 
 from __future__ import annotations
@@ -13,15 +13,11 @@ from collections.abc import Callable
 
 import torch
 
-from wavenet import StudentConfig, TeacherConfig
-
 __all__ = [
     "matmul_peak_gflops",
     "median_seconds",
     "peak_memory_mb",
     "reset_peak_memory",
-    "student_flops_per_sample",
-    "teacher_flops_per_sample",
 ]
 
 CPU = torch.device("cpu")
@@ -59,42 +55,6 @@ def matmul_peak_gflops(
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     return 2 * size**3 / median_seconds(lambda: a @ b, repeats, device) / 1e9
-
-
-def _stack_flops(layers: int, kernel: int, residual: int, gate: int, skip: int) -> int:
-    """Multiply-adds x 2 per sample of a stack of gated residual blocks."""
-    per_layer = 2 * gate * residual * kernel + gate * residual + gate * skip
-    # The last block has no residual projection.
-    return 2 * (layers * per_layer - gate * residual)
-
-
-def student_flops_per_sample(config: StudentConfig) -> int:
-    """FLOPs per output sample of the flows (the frame-rate conditioning is hop times rarer)."""
-    total = 0
-    for layers in config.flow_layers:
-        total += 2 * config.residual_channels  # input 1x1
-        total += _stack_flops(
-            layers,
-            config.kernel_size,
-            config.residual_channels,
-            config.gate_channels,
-            config.skip_channels,
-        )
-        total += 2 * config.skip_channels * 2  # (mu, log s) head
-    return total
-
-
-def teacher_flops_per_sample(config: TeacherConfig) -> int:
-    """FLOPs per generated sample of the teacher's residual stack and output head."""
-    stack = _stack_flops(
-        config.layers,
-        config.kernel_size,
-        config.residual_channels,
-        config.gate_channels,
-        config.skip_channels,
-    )
-    head = 2 * config.skip_channels * (config.skip_channels + 256)
-    return 2 * config.residual_channels + stack + head
 
 
 def peak_memory_mb(device: torch.device) -> float:
