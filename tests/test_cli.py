@@ -20,6 +20,7 @@ TRAINING_COMMANDS = [
     "prepare",
     "train-teacher",
     "train-classifier",
+    "train-pitch",
     "distill",
     "evaluate",
     "spectrogram",

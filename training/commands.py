@@ -73,6 +73,12 @@ def _train_classifier(args: argparse.Namespace) -> None:
     _announce("classifier", train_classifier(*_run_arguments(args)))
 
 
+def _train_pitch(args: argparse.Namespace) -> None:
+    from training.train_pitch import train_pitch
+
+    _announce("pitch predictor", train_pitch(*_run_arguments(args)))
+
+
 def _distill(args: argparse.Namespace) -> None:
     from training.distill import distill
 
@@ -177,6 +183,21 @@ def _add_train_classifier(commands) -> None:
     train.set_defaults(handler=_train_classifier)
 
 
+def _add_train_pitch(commands) -> None:
+    train = commands.add_parser(
+        "train-pitch",
+        help="train the pitch predictor (log-mel -> voicing and F0) on a prepared corpus",
+        description="Train a small frame-rate network to predict each mel frame's voicing and "
+        "F0 from the F0 the corpus's pitch tracker cached, so that a client who sends only a "
+        "mel still gets pitch. The tracker settings (PitchSpec) must match the corpus's. "
+        "Under `torchrun` it trains with DDP. RUN gets config.yaml, metrics.jsonl (with "
+        "held-out voicing error, gross pitch error and median cents), tensorboard/, "
+        "checkpoint/ and model/.",
+    )
+    _add_run_options(train, "PitchTrainConfig")
+    train.set_defaults(handler=_train_pitch)
+
+
 def _add_distill(commands) -> None:
     distill = commands.add_parser(
         "distill",
@@ -203,7 +224,10 @@ def _add_evaluate(commands) -> None:
         "audio files of a folder): teacher NLL in bits per sample (or, for a student given "
         "--teacher, its KL to the teacher in nats per sample), and log-mel L1, "
         "multi-resolution STFT distance, PESQ (16 kHz) and STOI of copy synthesis and of "
-        "Griffin-Lim from the same mels. Writes a JSON report and prints a markdown table.",
+        "Griffin-Lim from the same mels. A pitch predictor is scored instead against the "
+        "tracker's F0 on each held-out split (seen speakers, unseen speaker): voicing error, "
+        "gross pitch error and median error in cents. Writes a JSON report and prints a "
+        "markdown table.",
     )
     evaluate.add_argument("--model", required=True, help="checkpoint directory")
     evaluate.add_argument("--data", required=True, help="prepared corpus or folder of audio")
@@ -304,6 +328,7 @@ SUBCOMMANDS = [
     _add_prepare,
     _add_train_teacher,
     _add_train_classifier,
+    _add_train_pitch,
     _add_distill,
     _add_evaluate,
     _add_spectrogram,

@@ -28,10 +28,11 @@ from training import metrics
 from training.config import ConfigError
 from training.dataset import crop, load_prepared
 from training.dataset_format import DatasetError
+from training.evaluate_pitch import evaluate_pitch, pitch_table
 from training.sampling import vocode
 from wavenet import mulaw
 from wavenet.audio import AUDIO_SUFFIXES, load_audio
-from wavenet.checkpoint import atomic_write_bytes, load_model
+from wavenet.checkpoint import atomic_write_bytes, load_model, read_config
 from wavenet.features import FeatureSpec
 
 __all__ = [
@@ -250,7 +251,8 @@ def evaluate(
     device: torch.device | str = "cpu",
     teacher: str | Path | None = None,
 ) -> dict:
-    """Score a model and write the report as JSON to `out`.
+    """Score a model and write the report as JSON to `out`; a pitch predictor gets the
+    report of `training.evaluate_pitch` instead.
 
     Args:
         teacher (str | Path | None): For a student, its teacher's checkpoint: adds the
@@ -261,6 +263,8 @@ def evaluate(
         a teacher: kl, cross_entropy, entropy in nats per sample), rows (copy synthesis and
         Griffin-Lim, each with log_mel_l1, mrstft, pesq_wb, stoi), clips, notes.
     """
+    if read_config(model_dir)["kind"] == "pitch":
+        return evaluate_pitch(model_dir, data, out, device)
     started = time.monotonic()
     model = load_model(model_dir, device=torch.device(device))
     spec = model.spec
@@ -307,6 +311,8 @@ def markdown_table(report: dict) -> str:
 
     The KL column appears only in reports that scored a student against its teacher.
     """
+    if report["kind"] == "pitch":
+        return pitch_table(report)
     scored_kl = report.get("kl_to_teacher") is not None
     columns = [c for c in COLUMNS if scored_kl or c[0] != "kl_nats_per_sample"]
     lines = [
