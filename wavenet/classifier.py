@@ -41,13 +41,9 @@ class ClassifierConfig(BaseModel):
     @property
     def stack(self) -> StackConfig:
         """Layout of the residual stack: one width for the residual, gate and skip channels."""
-        return StackConfig(
-            layers=self.layers,
-            dilation_cycle=self.dilation_cycle,
-            kernel_size=self.kernel_size,
-            residual_channels=self.channels,
-            gate_channels=self.channels,
-            skip_channels=self.channels,
+        width = self.channels
+        return StackConfig.of(
+            self, residual_channels=width, gate_channels=width, skip_channels=width
         )
 
 

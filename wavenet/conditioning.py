@@ -1,7 +1,8 @@
 """Mel (local) and speaker (global) conditioning, from frames to what every gated layer adds.
 
 `ConditioningConfig` holds the conditioner's fields of a model config (the teacher's and the
-student's alike); `build_conditioner` is the one place that turns them into a `Conditioner`.
+student's alike); `build_conditioner` is the one place that turns them into a `Conditioner`,
+and `ConditionedModel`, the base of the teacher and the student, holds it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ from torch import nn
 
 from wavenet.features import FeatureSpec
 
-__all__ = ["Conditioner", "ConditioningConfig", "ConditioningUpsampler", "build_conditioner"]
+__all__ = [
+    "ConditionedModel",
+    "Conditioner",
+    "ConditioningConfig",
+    "ConditioningUpsampler",
+    "build_conditioner",
+]
 
 
 class ConditioningConfig(BaseModel):
@@ -161,6 +168,7 @@ class Conditioner(nn.Module):
         self.speaker_embedding = nn.Embedding(n_speakers, speaker_dim) if n_speakers else None
         self.speaker_projection = nn.Linear(speaker_dim, out_channels) if n_speakers else None
         self.n_speakers = n_speakers
+        self.n_mels = n_mels
         self.context = encoder_layers * (encoder_kernel_size // 2) + (1 if interpolate else 0)
 
     def project(
@@ -175,6 +183,7 @@ class Conditioner(nn.Module):
         item is encoded on its own frames and zeros follow, so that it is conditioned exactly
         as if it were alone (the encoder looks a few frames ahead).
         """
+        self.check_mel(mel)
         bias = self.speaker_bias(speaker)
         if mel_lengths is None:
             return self.projection(self.encoder(mel)), bias
@@ -186,6 +195,11 @@ class Conditioner(nn.Module):
             for index, length in enumerate(mel_lengths.tolist())
         ]
         return torch.cat(items), bias
+
+    def check_mel(self, mel: torch.Tensor) -> None:
+        """Raise ValueError unless `mel` is (B, n_mels, frames)."""
+        if mel.dim() != 3 or mel.shape[1] != self.n_mels:
+            raise ValueError(f"mel must be (B, {self.n_mels}, frames), got {tuple(mel.shape)}")
 
     def speaker_bias(self, speaker: torch.Tensor | None) -> torch.Tensor | None:
         """Projected speaker embedding (B, out_channels, 1), or None without a speaker."""
@@ -236,3 +250,31 @@ class Conditioner(nn.Module):
         `mel_lengths` as in `project`.
         """
         return self.window(*self.project(mel, speaker, mel_lengths))
+
+
+class ConditionedModel(nn.Module):
+    """A model conditioned on mel frames and an optional speaker through one `Conditioner`.
+
+    Args:
+        config (ConditioningConfig): Architecture; kept as `model.config`.
+        spec (FeatureSpec): Features the model is conditioned on; kept as `model.spec`.
+        cond_channels (int): Conditioning channels of every layer of the model, stacked.
+        interpolate (bool): As in `build_conditioner`.
+    """
+
+    def __init__(
+        self,
+        config: ConditioningConfig,
+        spec: FeatureSpec,
+        cond_channels: int,
+        interpolate: bool = True,
+    ):
+        super().__init__()
+        self.config = config
+        self.spec = spec
+        self.conditioner = build_conditioner(config, spec, cond_channels, interpolate)
+
+    @property
+    def conditioning_context(self) -> int:
+        """Mel frames each side of a frame that its conditioning depends on."""
+        return self.conditioner.context

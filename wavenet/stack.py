@@ -55,6 +55,13 @@ class StackConfig(BaseModel):
     gate_channels: int = Field(gt=0, description="Width of each half of the gated unit.")
     skip_channels: int = Field(gt=0, description="Width of the skip outputs.")
 
+    @classmethod
+    def of(cls, config: BaseModel, **overrides) -> StackConfig:
+        """The layout a model config describes: its fields of the names above, `overrides` for
+        those it does not have or names otherwise (a flow's layers, a single width)."""
+        fields = {name: getattr(config, name) for name in cls.model_fields if hasattr(config, name)}
+        return cls(**(fields | overrides))
+
     @property
     def dilations(self) -> list[int]:
         """Dilation of each layer, in order."""

@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from wavenet import mulaw
-from wavenet.conditioning import ConditioningConfig, build_conditioner
+from wavenet.conditioning import ConditionedModel, ConditioningConfig
 from wavenet.features import FeatureSpec
 from wavenet.flow_inference import PreparedFlow, prepare_flow, sample_flows
 from wavenet.layers import shift_right
@@ -54,17 +54,7 @@ class StudentConfig(ConditioningConfig):
     @property
     def flow_stacks(self) -> list[StackConfig]:
         """Layout of each flow's residual stack, first flow first."""
-        return [
-            StackConfig(
-                layers=layers,
-                dilation_cycle=self.dilation_cycle,
-                kernel_size=self.kernel_size,
-                residual_channels=self.residual_channels,
-                gate_channels=self.gate_channels,
-                skip_channels=self.skip_channels,
-            )
-            for layers in self.flow_layers
-        ]
+        return [StackConfig.of(self, layers=layers) for layers in self.flow_layers]
 
 
 def sample_logistic(shape, generator=None, device=None, eps: float = 1e-6) -> torch.Tensor:
@@ -114,25 +104,21 @@ class FlowWaveNet(nn.Module):
         return mu, log_s
 
 
-class Student(nn.Module):
+class Student(ConditionedModel):
     """Parallel WaveNet: K inverse autoregressive flows sharing one mel conditioner.
 
     Args:
         config (StudentConfig): Architecture.
-        spec (FeatureSpec): Features the model is conditioned on; kept as `model.spec`.
+        spec (FeatureSpec): Features the model is conditioned on.
     """
 
     kind = "student"
 
     def __init__(self, config: StudentConfig, spec: FeatureSpec):
-        super().__init__()
-        self.config = config
-        self.spec = spec
         stacks = config.flow_stacks
-        self.flow_channels = [stack.cond_channels for stack in stacks]
-        self.conditioner = build_conditioner(
-            config, spec, sum(self.flow_channels), interpolate=config.upsample == "interpolate"
-        )
+        flow_channels = [stack.cond_channels for stack in stacks]
+        super().__init__(config, spec, sum(flow_channels), config.upsample == "interpolate")
+        self.flow_channels = flow_channels
         initial = math.log(config.initial_scale) / len(stacks)
         self.flows = nn.ModuleList(FlowWaveNet(stack, initial) for stack in stacks)
 
@@ -140,11 +126,6 @@ class Student(nn.Module):
     def receptive_field(self) -> int:
         """Samples of z (this one and those before it) that shape one output sample."""
         return 1 + sum(flow.receptive_field for flow in self.flows)
-
-    @property
-    def conditioning_context(self) -> int:
-        """Mel frames each side of a frame that its conditioning depends on."""
-        return self.conditioner.context
 
     @property
     def flops_per_sample(self) -> int:
@@ -163,20 +144,7 @@ class Student(nn.Module):
         With `mel_lengths`, each item of a zero-padded batch is encoded on its own frames, so
         its output equals that of the item alone.
         """
-        return self.conditioner.window(*self.frame_conditioning(mel, speaker, mel_lengths))
-
-    def frame_conditioning(
-        self,
-        mel: torch.Tensor,
-        speaker: torch.Tensor | None = None,
-        mel_lengths: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Every flow's conditioning at frame rate (B, sum of flow channels, F), and the
-        speaker bias (B, sum of flow channels, 1) or None: `conditioning` before
-        `Conditioner.window` brings it to the rate the flows read."""
-        if mel.dim() != 3 or mel.shape[1] != self.spec.n_mels:
-            raise ValueError(f"mel must be (B, {self.spec.n_mels}, frames), got {tuple(mel.shape)}")
-        return self.conditioner.project(mel, speaker, mel_lengths)
+        return self.conditioner(mel, speaker, mel_lengths)
 
     def flow(
         self, z: torch.Tensor, cond: torch.Tensor
@@ -277,7 +245,7 @@ class Student(nn.Module):
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         if frames_per_chunk <= 0:
             raise ValueError(f"frames_per_chunk must be positive, got {frames_per_chunk}")
-        frames, bias = self.frame_conditioning(mel, speaker, mel_lengths)
+        frames, bias = self.conditioner.project(mel, speaker, mel_lengths)
         batch, num_frames = mel.shape[0], mel.shape[-1]
         hop = self.spec.hop_length
         device = self.flows[0].input.weight.device

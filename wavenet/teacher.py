@@ -14,7 +14,7 @@ from pydantic import Field
 from torch import nn
 
 from wavenet import mulaw
-from wavenet.conditioning import ConditioningConfig, build_conditioner
+from wavenet.conditioning import ConditionedModel, ConditioningConfig
 from wavenet.features import FeatureSpec
 from wavenet.layers import ConvQueue, shift_right
 from wavenet.stack import ResidualStack, StackConfig, weight_flops
@@ -35,14 +35,7 @@ class TeacherConfig(ConditioningConfig):
     @property
     def stack(self) -> StackConfig:
         """Layout of the residual stack."""
-        return StackConfig(
-            layers=self.layers,
-            dilation_cycle=self.dilation_cycle,
-            kernel_size=self.kernel_size,
-            residual_channels=self.residual_channels,
-            gate_channels=self.gate_channels,
-            skip_channels=self.skip_channels,
-        )
+        return StackConfig.of(self)
 
 
 class TeacherCache:
@@ -58,22 +51,19 @@ class TeacherCache:
         self.previous = previous
 
 
-class Teacher(nn.Module):
+class Teacher(ConditionedModel):
     """Autoregressive WaveNet with mel (local) and speaker (global) conditioning.
 
     Args:
         config (TeacherConfig): Architecture.
-        spec (FeatureSpec): Features the model is conditioned on; kept as `model.spec`.
+        spec (FeatureSpec): Features the model is conditioned on.
     """
 
     kind = "teacher"
 
     def __init__(self, config: TeacherConfig, spec: FeatureSpec):
-        super().__init__()
-        self.config = config
-        self.spec = spec
         stack = config.stack
-        self.conditioner = build_conditioner(config, spec, stack.cond_channels)
+        super().__init__(config, spec, stack.cond_channels)
         self.input = nn.Conv1d(1, config.residual_channels, 1)
         self.blocks = ResidualStack(stack)
         self.head = nn.Sequential(
@@ -87,11 +77,6 @@ class Teacher(nn.Module):
     def receptive_field(self) -> int:
         """Past samples that can influence one prediction."""
         return self.blocks.config.receptive_field
-
-    @property
-    def conditioning_context(self) -> int:
-        """Mel frames each side of a frame that its conditioning depends on."""
-        return self.conditioner.context
 
     @property
     def flops_per_sample(self) -> int:
@@ -141,8 +126,7 @@ class Teacher(nn.Module):
             raise ValueError(f"audio must be (B, T), got {tuple(companded.shape)}")
         if mel is None:
             return
-        if mel.dim() != 3 or mel.shape[1] != self.spec.n_mels:
-            raise ValueError(f"mel must be (B, {self.spec.n_mels}, frames), got {tuple(mel.shape)}")
+        self.conditioner.check_mel(mel)
         if companded.shape[0] != mel.shape[0]:
             raise ValueError(f"audio has batch {companded.shape[0]} but mel has {mel.shape[0]}")
         if companded.shape[-1] > self.spec.samples_for(mel.shape[-1]):
