@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -14,11 +15,11 @@ from training.corpus import (
     VOICES,
     CorpusError,
     Voice,
-    _Schedule,
     build_corpus,
     read_sentences,
     resolve_voices,
 )
+from training.synthetic import _Schedule
 from wavenet.cli import main
 
 FIXTURE = DATA / "corpus"
@@ -139,7 +140,11 @@ def test_a_failing_voice_is_reported_and_skipped(tmp_path):
     assert "festival failed" in summary.failures["ghost_festival"]
     rows = _check_corpus_folder(tmp_path / "c", 16000)
     assert [row["speaker"] for row in rows] == ["kal16", "kal16"]
-    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["kal16", "manifest.csv"]
+    listing = sorted(p.name for p in (tmp_path / "c").iterdir())
+    assert listing == ["kal16", "manifest.csv", "report.json"]
+    report = json.loads((tmp_path / "c" / "report.json").read_text())
+    skipped = {item["input"]: item["reason"] for item in report["skipped"]}
+    assert skipped == {f"voice {name}": summary.failures[name] for name in summary.failures}
 
 
 @needs_festival

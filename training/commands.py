@@ -18,28 +18,9 @@ __all__ = ["SUBCOMMANDS"]
 
 
 def _corpus(args: argparse.Namespace) -> None:
-    from training.corpus import build_corpus, read_sentences, resolve_voices
+    from training.corpus import run
 
-    voices = resolve_voices(args.voices)
-    sentences = read_sentences(args.sentences)
-    summary = build_corpus(
-        args.out,
-        voices,
-        sentences,
-        minutes=args.minutes,
-        max_utterances=args.utterances,
-        sample_rate=args.sample_rate,
-        seed=args.seed,
-        workers=args.workers,
-    )
-    for name, reason in summary.failures.items():
-        print(f"voice {name} skipped: {reason}", file=sys.stderr)
-    speakers = len({row[1] for row in summary.rows})
-    print(
-        f"wrote {len(summary.rows)} utterance(s), {summary.seconds / 60:.1f} min, "
-        f"{speakers} speaker(s) to {args.out}",
-        file=sys.stderr,
-    )
+    run(args)
 
 
 def _prepare(args: argparse.Namespace) -> None:
@@ -114,19 +95,42 @@ def _bench(args: argparse.Namespace) -> None:
 
 
 def _add_corpus(commands) -> None:
+    sources = ("asterisk", "klettres", "synthetic", "festival-intl")  # training.corpus.SOURCES
     corpus = commands.add_parser(
         "corpus",
-        help="synthesise a multi-speaker corpus with flite/festival voices",
-        description="Read the shipped sentences with Debian's flite and festival voices into a "
-        "VCTK-like layout: OUT/<speaker>/<utt_id>.wav and .txt, plus OUT/manifest.csv.",
+        help="build a multi-speaker corpus: recorded prompts and flite/festival voices",
+        description="Gather the recorded speech Debian installs (Asterisk's G.722 prompts, "
+        "KLettres' letters and syllables) and synthesise the shipped sentences with flite and "
+        "festival voices (English and five other languages) into a VCTK-like layout: "
+        "OUT/<speaker>/<utt_id>.wav and .txt, OUT/manifest.csv (with each clip's source, "
+        "language and licence) and OUT/report.json (minutes per source, every skipped input "
+        "with its reason).",
     )
     corpus.add_argument("out", help="output folder (new or empty)")
-    corpus.add_argument("--minutes", type=float, default=10.0, help="about this much audio")
-    corpus.add_argument("--utterances", type=int, help="stop after this many utterances")
-    corpus.add_argument("--voices", nargs="+", help="voice names (default: all)")
-    corpus.add_argument("--sentences", help="text file, one sentence a line (default: shipped)")
+    corpus.add_argument(
+        "--sources",
+        nargs="+",
+        choices=sources,
+        help="default: all four; with --voices, the sources of the voices named",
+    )
+    corpus.add_argument(
+        "--minutes", type=float, default=10.0, help="about this much from each synthesised source"
+    )
+    corpus.add_argument(
+        "--recorded-minutes",
+        type=float,
+        help="at most about this much from each recorded source (default: all of it)",
+    )
+    corpus.add_argument("--utterances", type=int, help="at most this many clips from each source")
+    corpus.add_argument(
+        "--voices",
+        nargs="+",
+        help="synthetic voice names (default: all at 16 kHz or more; a voice named is used "
+        "whatever its rate)",
+    )
+    corpus.add_argument("--sentences", help="text file the English voices read (default: shipped)")
     corpus.add_argument("--sample-rate", type=int, default=16000, help="output rate in Hz")
-    corpus.add_argument("--seed", type=int, default=0, help="shuffles the sentences")
+    corpus.add_argument("--seed", type=int, default=0, help="shuffles sentences and draws clips")
     corpus.add_argument("--workers", type=int, default=2, help="synthesisers run at once")
     corpus.set_defaults(handler=_corpus)
 
