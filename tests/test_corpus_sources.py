@@ -19,12 +19,8 @@ import soundfile
 from training import recorded
 from training.corpus import SOURCES, CorpusError, build_corpus
 from training.layouts import find_sources
-from training.recorded import (
-    decode_g722,
-    index_asterisk,
-    index_klettres,
-    split_at_pauses,
-)
+from training.recorded import index_asterisk, index_klettres
+from training.recorded_audio import decode_g722, split_at_pauses
 from training.synthetic import INTL_VOICES, TEXT, VOICES, read_sentences
 from wavenet.cli import main
 

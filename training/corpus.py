@@ -27,25 +27,17 @@ import argparse
 import csv
 import io
 import json
+import random
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-import torch
 from tqdm import tqdm
 
 from training.corpus_summary import Clip, CorpusError, CorpusSummary
 from training.dataset_format import write_text_atomic
-from training.recorded import (
-    MIN_SOURCE_RATE,
-    RecordedClip,
-    index_asterisk,
-    index_klettres,
-    load_clip,
-    select_clips,
-    split_at_pauses,
-)
+from training.recorded import MIN_SOURCE_RATE, index_asterisk, index_klettres, select_clips
+from training.recorded_audio import write_recording
 from training.synthetic import (
     INTL_VOICES,
     TEXT,
@@ -53,11 +45,8 @@ from training.synthetic import (
     Voice,
     read_sentences,
     resolve_voices,
-    shuffled,
     synthesize,
 )
-from wavenet.audio import save_audio
-from wavenet.errors import AudioError
 
 __all__ = [
     "SOURCES",
@@ -74,8 +63,6 @@ __all__ = [
 RECORDED = {"asterisk": index_asterisk, "klettres": index_klettres}
 SYNTHESISED = {"synthetic": VOICES, "festival-intl": INTL_VOICES}
 SOURCES = (*RECORDED, *SYNTHESISED)
-MAX_CLIP_SECONDS = 15.0  # longer recordings are cut at pauses (prepare drops clips over 20 s)
-SILENT_PEAK_DBFS = -50.0  # a decoded recording whose peak is lower holds no speech
 
 
 def build_corpus(
@@ -108,8 +95,8 @@ def build_corpus(
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise CorpusError(f"{out}: exists and is not empty; choose a new folder")
-    limits = [minutes, workers, *(n for n in (max_utterances, recorded_minutes) if n is not None)]
-    if min(limits) <= 0:
+    amounts = [minutes, workers, *(n for n in (max_utterances, recorded_minutes) if n is not None)]
+    if min(amounts) <= 0:
         raise CorpusError("--minutes, --utterances, --recorded-minutes and --workers must be > 0")
     if (voices is not None and not voices) or (sentences is not None and not sentences):
         raise CorpusError("no sentences or no voices to synthesise")
@@ -119,22 +106,13 @@ def build_corpus(
     for source in sources:
         if source in RECORDED:
             cap = recorded_minutes * 60.0 if recorded_minutes is not None else None
-            part = _recorded(source, out, cap, max_utterances, sample_rate, seed)
+            summary.merge(_recorded(source, out, cap, max_utterances, sample_rate, seed))
         else:
             named = [voice for voice in voices or [] if voice.source == source]
-            part = synthesize(
-                out,
-                named or list(SYNTHESISED[source].values()),
-                _sentences_by_voice(named or SYNTHESISED[source].values(), sentences, seed),
-                target_seconds=minutes * 60.0,
-                max_utterances=max_utterances,
-                sample_rate=sample_rate,
-                workers=workers,
-                min_rate=0 if named else MIN_SOURCE_RATE,
+            limits = dict(target_seconds=minutes * 60.0, max_utterances=max_utterances)
+            summary.merge(
+                _synthesised(source, out, named, sentences, limits, sample_rate, seed, workers)
             )
-            for name, reason in part.failures.items():
-                part.skip(source, f"voice {name}", reason)
-        summary.merge(part)
     if not summary.rows:
         reasons = "; ".join(f"{item['input']}: {item['reason']}" for item in summary.skipped)
         raise CorpusError(f"no source produced any audio ({reasons})")
@@ -156,6 +134,24 @@ def _resolve_sources(sources: Sequence[str] | None, voices: Sequence[Voice] | No
     return [source for source in SOURCES if source in sources]
 
 
+def _synthesised(source, out, named, sentences, limits, sample_rate, seed, workers):
+    """One synthesised source: the voices named for it, or all of its voices at 16 kHz or
+    more; every voice that fails is listed in `skipped`."""
+    voices = named or list(SYNTHESISED[source].values())
+    part = synthesize(
+        out,
+        voices,
+        _sentences_by_voice(voices, sentences, seed),
+        **limits,
+        sample_rate=sample_rate,
+        workers=workers,
+        min_rate=0 if named else MIN_SOURCE_RATE,
+    )
+    for name, reason in part.failures.items():
+        part.skip(source, f"voice {name}", reason)
+    return part
+
+
 def _sentences_by_voice(voices, english: Sequence[str] | None, seed: int) -> dict[str, list]:
     """Voice name -> its shuffled sentences: `english` (or the shipped ones) for English voices,
     `training/text/sentences_<language>.txt` for the others."""
@@ -163,7 +159,13 @@ def _sentences_by_voice(voices, english: Sequence[str] | None, seed: int) -> dic
     for voice in voices:
         if voice.language not in texts:
             texts[voice.language] = read_sentences(TEXT / f"sentences_{voice.language}.txt")
-    return {voice.name: shuffled(texts[voice.language], seed) for voice in voices}
+    return {voice.name: _shuffled(texts[voice.language], seed) for voice in voices}
+
+
+def _shuffled(sentences: Sequence[str], seed: int) -> list[str]:
+    order = list(sentences)
+    random.Random(seed).shuffle(order)
+    return order
 
 
 def _recorded(source, out: Path, cap_seconds, max_clips, sample_rate, seed) -> CorpusSummary:
@@ -172,36 +174,10 @@ def _recorded(source, out: Path, cap_seconds, max_clips, sample_rate, seed) -> C
     summary = CorpusSummary(skipped=skipped)
     try:
         for clip in tqdm(select_clips(clips, cap_seconds, max_clips, seed), leave=False):
-            _write_recording(clip, out, sample_rate, summary)
+            write_recording(clip, out, sample_rate, summary)
     except CorpusError as error:  # the decoder is missing: the whole source is left out
         summary.skip(source, source, str(error))
     return summary
-
-
-def _write_recording(clip: RecordedClip, out: Path, sample_rate: int, summary) -> None:
-    """Decode one recording and write it (in pieces when long) as wav, with its transcript."""
-    try:
-        audio = load_clip(clip, sample_rate)
-    except AudioError as error:
-        summary.skip(clip.source, str(clip.path), str(error))
-        return
-    peak = float(np.abs(audio).max(initial=0.0))
-    if peak < 10 ** (SILENT_PEAK_DBFS / 20):
-        summary.skip(clip.source, str(clip.path), f"silent (peak below {SILENT_PEAK_DBFS} dBFS)")
-        return
-    pieces = split_at_pauses(audio, sample_rate, MAX_CLIP_SECONDS)
-    (out / clip.speaker).mkdir(exist_ok=True)
-    for number, piece in enumerate(pieces, 1):
-        utt_id = clip.utt_id if len(pieces) == 1 else f"{clip.utt_id}_part{number}"
-        text = clip.text if len(pieces) == 1 else ""  # a transcript cannot be cut with it
-        save_audio(out / clip.speaker / f"{utt_id}.wav", torch.from_numpy(piece), sample_rate)
-        if text:
-            (out / clip.speaker / f"{utt_id}.txt").write_text(text + "\n", encoding="utf-8")
-        seconds = round(piece.size / sample_rate, 3)
-        path = f"{clip.speaker}/{utt_id}.wav"
-        summary.rows.append(
-            Clip(path, clip.speaker, text, seconds, clip.source, clip.language, clip.licence)
-        )
 
 
 def _report(summary: CorpusSummary, sample_rate: int) -> dict:

@@ -26,30 +26,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import soundfile
-import torch
-import torchaudio.functional as AF
 
-from training.corpus_summary import CorpusError
-from wavenet.audio import load_audio
-
-__all__ = [
-    "RecordedClip",
-    "debian_licence",
-    "decode_g722",
-    "index_asterisk",
-    "index_klettres",
-    "load_clip",
-    "select_clips",
-    "split_at_pauses",
-]
+__all__ = ["RecordedClip", "debian_licence", "index_asterisk", "index_klettres", "select_clips"]
 
 ASTERISK_ROOT = Path("/usr/share/asterisk/sounds")
 KLETTRES_ROOT = Path("/usr/share/klettres")
 DEBIAN_DOC = Path("/usr/share/doc")
 MIN_SOURCE_RATE = 16000  # Hz: narrower sources lack the top of the band a 16 kHz model makes
-G722_RATE = 16000  # Hz
 G722_BYTES_PER_SECOND = 8000  # 64 kbit/s
 _VOICE_FOLDER = re.compile(r"(?P<language>[a-z]{2,3})_[A-Z]{2}_(?P<sex>[fm])_(?P<name>\w+)")
 _TONE = re.compile(r"beep\w*|\w+-\d*tone")  # beep, beeperr, ascending-2tone, ...
@@ -255,55 +239,6 @@ def select_clips(
             chosen.append(queue.pop())
             seconds += chosen[-1].seconds
     return chosen
-
-
-def decode_g722(data: bytes) -> np.ndarray:
-    """G.722 at 64 kbit/s (one byte per two samples) -> float32 samples at 16 kHz in [-1, 1)."""
-    try:
-        import G722
-    except ImportError:
-        raise CorpusError("decoding G.722 needs the G722 package (pip install G722)") from None
-    samples = np.frombuffer(G722.G722(G722_RATE, 64000).decode(data), dtype=np.int16)
-    return samples.astype(np.float32) / 32768.0
-
-
-def load_clip(clip: RecordedClip, sample_rate: int) -> np.ndarray:
-    """The clip as mono float32 samples (samples,) at `sample_rate`."""
-    if clip.path.suffix != ".g722":
-        return load_audio(clip.path, sample_rate).numpy()
-    audio = decode_g722(clip.path.read_bytes())
-    if sample_rate != G722_RATE:
-        audio = AF.resample(torch.from_numpy(audio), G722_RATE, sample_rate).numpy()
-    return audio
-
-
-def split_at_pauses(audio: np.ndarray, sample_rate: int, max_seconds: float) -> list[np.ndarray]:
-    """Cut audio longer than `max_seconds` at its quietest moments into pieces that fit.
-
-    The cut falls in the middle of the quietest 50 ms window of the clip's middle half, and each
-    part is cut again while it is too long, so no piece is shorter than a quarter of its parent:
-
-        0          T/4                                3T/4           T
-        |-----------|----------------------------------|-------------|
-                    |  the quietest 50 ms window here  |
-                               [-- ^ --]  cut at its centre
-
-    Args:
-        audio (ndarray): Waveform (samples,).
-
-    Returns:
-        list[ndarray]: Consecutive pieces (samples_i,) whose concatenation is `audio`.
-    """
-    if audio.size <= max_seconds * sample_rate:
-        return [audio]
-    window = max(1, round(0.05 * sample_rate))
-    energy = np.concatenate([[0.0], np.cumsum(audio.astype(np.float64) ** 2)])
-    power = energy[window:] - energy[:-window]  # power[i]: energy of audio[i : i + window]
-    low, high = audio.size // 4, max(audio.size // 4 + 1, 3 * audio.size // 4 - window)
-    cut = low + int(np.argmin(power[low:high])) + window // 2
-    return split_at_pauses(audio[:cut], sample_rate, max_seconds) + split_at_pauses(
-        audio[cut:], sample_rate, max_seconds
-    )
 
 
 def _real_files(root: Path):

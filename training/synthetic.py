@@ -15,7 +15,6 @@ out; the others go on.
 from __future__ import annotations
 
 import math
-import random
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -37,7 +36,6 @@ __all__ = [
     "Voice",
     "read_sentences",
     "resolve_voices",
-    "shuffled",
     "synthesize",
 ]
 
@@ -170,12 +168,6 @@ def synthesize(
                 job, rows, problem = future.result()
                 schedule.record(job, rows, problem)
                 bar.update(len(rows))
-
-
-def shuffled(sentences: Sequence[str], seed: int) -> list[str]:
-    order = list(sentences)
-    random.Random(seed).shuffle(order)
-    return order
 
 
 class _Schedule:
