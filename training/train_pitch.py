@@ -34,7 +34,7 @@ from training.pitch_metrics import pitch_scores
 from training.run_config import config_source
 from wavenet.pitch_model import PitchPredictor, log_f0_l1, voicing_bce
 
-__all__ = ["PitchJob", "pitch_losses", "train_pitch"]
+__all__ = ["PitchJob", "held_out_pitch", "pitch_losses", "resolve_run", "train_pitch"]
 
 
 def pitch_losses(model: nn.Module, mel: torch.Tensor, f0: torch.Tensor) -> dict[str, torch.Tensor]:
