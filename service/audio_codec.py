@@ -1,4 +1,6 @@
-"""Audio in and out of the service: output formats, streaming encoders, decoding uploads.
+"""Audio out of the service: the output formats and their (streaming) encoders.
+
+Uploads are decoded by `wavenet.audio.decode_audio`, with the service's limits.
 
 Output formats (mono, at the model's sample rate):
 - wav: RIFF/WAVE, 16-bit PCM. Streamed, its RIFF and data sizes are 0xFFFFFFFF ("unknown").
@@ -16,15 +18,12 @@ from typing import Literal, get_args
 import numpy as np
 import soundfile
 import torch
-import torchaudio.functional as AF
 
 __all__ = [
     "FORMATS",
     "MEDIA_TYPES",
     "STREAMABLE_FORMATS",
     "AudioFormat",
-    "UploadError",
-    "decode_upload",
     "encode_audio",
     "encode_samples",
     "mulaw_g711",
@@ -47,14 +46,6 @@ UNKNOWN_SIZE = 0xFFFFFFFF
 # G.711: samples are biased by 0x84 before the segment is found, and clipped so the bias fits.
 MULAW_BIAS = 0x84
 MULAW_CLIP = 32635
-
-
-class UploadError(ValueError):
-    """An uploaded file cannot be used; `status` is the HTTP status that says why."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
 
 
 def to_pcm16(audio: torch.Tensor) -> np.ndarray:
@@ -123,45 +114,3 @@ def encode_audio(audio: torch.Tensor, sample_rate: int, fmt: AudioFormat) -> byt
 def stream_header(sample_rate: int, fmt: AudioFormat) -> bytes:
     """What a stream in `fmt` starts with before its first samples."""
     return wav_header(sample_rate, None) if fmt == "wav" else b""
-
-
-def decode_upload(data: bytes, sample_rate: int, max_seconds: float) -> torch.Tensor:
-    """Read an uploaded wav/flac/ogg file as mono float32 at `sample_rate`.
-
-    Args:
-        data (bytes): The file's contents.
-        sample_rate (int): Rate to resample to.
-        max_seconds (float): Longest audio accepted; checked from the header before decoding.
-
-    Returns:
-        Tensor: Waveform (samples,) in [-1, 1].
-
-    Raises:
-        UploadError: 422 for an empty, silent-free-of-samples or non-finite file, 415 for
-            something that is not a readable audio file, 413 for audio that is too long.
-    """
-    if not data:
-        raise UploadError(422, "the uploaded file is empty")
-    try:
-        with soundfile.SoundFile(io.BytesIO(data)) as sound:
-            seconds = sound.frames / sound.samplerate
-            if seconds > max_seconds:
-                raise UploadError(
-                    413, f"the audio lasts {seconds:.2f} s; at most {max_seconds:.2f} s allowed"
-                )
-            samples = sound.read(dtype="float32", always_2d=True)
-            rate = sound.samplerate
-    except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
-        # libsndfile's own words, without the stream's repr that str(error) starts with.
-        reason = getattr(error, "error_string", None) or type(error).__name__
-        raise UploadError(
-            415, f"the upload is not a readable wav, flac or ogg file ({reason})"
-        ) from None
-    if samples.shape[0] == 0:
-        raise UploadError(422, "the uploaded file contains no samples")
-    audio = torch.from_numpy(np.ascontiguousarray(samples.mean(axis=1)))
-    if not torch.isfinite(audio).all():
-        raise UploadError(422, "the uploaded audio contains NaN or infinite samples")
-    if rate != sample_rate:
-        audio = AF.resample(audio, rate, sample_rate)
-    return audio.clamp(-1.0, 1.0)

@@ -14,7 +14,6 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from service.audio_codec import UploadError
 from service.inputs import InputError, validation_message
 from service.jobs import QueueFullError
 
@@ -47,7 +46,7 @@ async def _validation_error(
     return _error(422, validation_message(list(errors)))
 
 
-async def _input_error(request: Request, error: InputError | UploadError) -> JSONResponse:
+async def _input_error(request: Request, error: InputError) -> JSONResponse:
     return _error(error.status, str(error))
 
 
@@ -71,6 +70,5 @@ def install_error_handlers(app: FastAPI) -> None:
     # Options checked again when a route assembles them (e.g. form fields into a model).
     app.add_exception_handler(ValidationError, _validation_error)
     app.add_exception_handler(InputError, _input_error)
-    app.add_exception_handler(UploadError, _input_error)
     app.add_exception_handler(QueueFullError, _queue_full)
     app.add_exception_handler(Exception, _internal_error)

@@ -1,39 +1,52 @@
-"""Turning request inputs into what the model takes, with a clear error for each problem."""
+"""Turning request inputs into what the model takes, with a clear error for each problem.
+
+Mel layouts, one per input kind, kept as the API has always had them:
+- JSON `mel` rows: a list of frames, each of n_mels values (frames x n_mels), as a
+  spectrogram is written row by row;
+- `mel.b64` with `mel.shape` [n_mels, frames], and an application/x-npy body (n_mels, frames):
+  the model's own layout, as `FeatureSpec.extract` and `numpy.save` give it.
+A mel sent in the other layout gets a 422 that asks "did you mean the transpose?".
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from pydantic import ValidationError
 
-from service.audio_codec import AudioFormat, decode_upload
+from service.audio_codec import AudioFormat
 from service.schemas import MelArray, SynthesisQuery, VocodeRequest
+from wavenet.audio import decode_audio
+from wavenet.errors import AudioError, InputTooLongError, UnreadableInputError
 from wavenet.features import FeatureSpec
+from wavenet.inputs import (
+    check_mel,
+    check_mel_frames,
+    check_mel_shape,
+    read_npy_mel,
+    resolve_speaker,
+)
 
 __all__ = [
     "InputError",
     "Synthesis",
-    "check_mel",
     "mel_from_array",
-    "mel_from_npy",
     "mel_from_rows",
-    "resolve_speaker",
     "upload_synthesis",
     "validation_message",
     "vocode_synthesis",
 ]
 
 FLOAT32_BYTES = 4
-# Natural-log mel magnitudes of real audio lie within a few tens of zero; values far beyond
-# this overflow the model's float32 arithmetic.
-MAX_MEL_MAGNITUDE = 1e3
 # Validation errors listed in one message; the rest are counted.
 MAX_LISTED_ERRORS = 3
+UPLOAD_NAME = "the uploaded file"
 
 
 class InputError(ValueError):
@@ -76,7 +89,8 @@ def vocode_synthesis(
     """A POST /v1/vocode request: a JSON body with options, or a .npy body with query options."""
     mime = content_type.split(";")[0].strip().lower() or "application/json"
     if mime == "application/x-npy":
-        mel = mel_from_npy(body, spec.n_mels, max_frames)
+        with reported_as_input_errors():
+            mel = read_npy_mel(body, spec.n_mels, max_frames)
         options = query
     elif mime == "application/json" or mime.endswith("+json"):
         request = _parse_json(body)
@@ -95,11 +109,20 @@ def vocode_synthesis(
 
 
 def upload_synthesis(
-    data: bytes, options: SynthesisQuery, spec: FeatureSpec, speakers: list[str], max_frames: int
+    data: bytes,
+    options: SynthesisQuery,
+    spec: FeatureSpec,
+    speakers: list[str],
+    max_frames: int,
+    rates: tuple[int, int] | None = None,
 ) -> Synthesis:
-    """A POST /v1/resynthesize request: the uploaded audio's features, with form options."""
+    """A POST /v1/resynthesize request: the uploaded audio's features, with form options.
+
+    `rates` are the lowest and highest sample rates an upload may have, in Hz.
+    """
     max_seconds = spec.samples_for(max_frames) / spec.sample_rate
-    audio = decode_upload(data, spec.sample_rate, max_seconds)
+    with reported_as_input_errors(unreadable=415):
+        audio = decode_audio(data, spec.sample_rate, max_seconds, rates, name=UPLOAD_NAME)
     return _synthesis(spec.extract(audio), options, spec, speakers, max_frames)
 
 
@@ -111,14 +134,29 @@ def _synthesis(
     max_frames: int,
 ) -> Synthesis:
     """A checked request: the mel within limits, the speaker resolved, the options kept."""
-    return Synthesis(
-        mel=check_mel(mel, spec, max_frames),
-        speaker=resolve_speaker(options.speaker, speakers),
-        format=options.format,
-        temperature=options.temperature,
-        seed=options.seed,
-        stream=options.stream,
-    )
+    with reported_as_input_errors():
+        return Synthesis(
+            mel=check_mel(mel, spec.n_mels, max_frames),
+            speaker=resolve_speaker(options.speaker, speakers),
+            format=options.format,
+            temperature=options.temperature,
+            seed=options.seed,
+            stream=options.stream,
+        )
+
+
+@contextmanager
+def reported_as_input_errors(unreadable: int = 422) -> Iterator[None]:
+    """Turn the library's input errors into InputErrors: 413 past a limit, `unreadable` for
+    a file that cannot be read, 422 for the rest."""
+    try:
+        yield
+    except InputTooLongError as error:
+        raise InputError(str(error), status=413) from None
+    except UnreadableInputError as error:
+        raise InputError(str(error), status=unreadable) from None
+    except AudioError as error:
+        raise InputError(str(error)) from None
 
 
 def _parse_json(body: bytes) -> VocodeRequest:
@@ -131,23 +169,27 @@ def _parse_json(body: bytes) -> VocodeRequest:
 
 
 def mel_from_rows(rows: list[list[float]], n_mels: int, max_frames: int) -> torch.Tensor:
-    """A JSON mel, a list of frames of n_mels values, as a tensor (n_mels, frames)."""
-    _check_frames(len(rows), max_frames)
+    """A JSON mel, a list of frames of n_mels values (frames x n_mels), as (n_mels, frames)."""
+    with reported_as_input_errors():
+        check_mel_frames(len(rows), max_frames)
+        lengths = {len(row) for row in rows}
+        if len(lengths) == 1:
+            check_mel_shape((len(rows), len(rows[0])), n_mels, "the JSON mel", frames_first=True)
     for index, row in enumerate(rows):
         if len(row) != n_mels:
             raise InputError(
-                f"wrong number of mel bands in frame {index}: expected n_mels={n_mels}, "
-                f"got {len(row)}"
+                f"wrong number of mel bands in frame {index} of the JSON mel: expected "
+                f"n_mels={n_mels}, got {len(row)} (each row is one frame of n_mels values)"
             )
     return torch.tensor(rows, dtype=torch.float32).T.contiguous()
 
 
 def mel_from_array(array: MelArray, n_mels: int, max_frames: int) -> torch.Tensor:
     """A base64 float32 mel with its shape [n_mels, frames] as a tensor (n_mels, frames)."""
+    with reported_as_input_errors():
+        check_mel_shape(array.shape, n_mels, "the base64 mel")
+        check_mel_frames(array.shape[1], max_frames)
     bands, frames = array.shape
-    if bands != n_mels:
-        raise InputError(f"wrong number of mel bands: expected n_mels={n_mels}, got {bands}")
-    _check_frames(frames, max_frames)
     try:
         data = base64.b64decode(array.b64, validate=True)
     except (binascii.Error, ValueError):
@@ -160,70 +202,6 @@ def mel_from_array(array: MelArray, n_mels: int, max_frames: int) -> torch.Tenso
         )
     values = np.frombuffer(data, dtype="<f4").reshape(bands, frames)
     return torch.from_numpy(values.astype(np.float32))
-
-
-def mel_from_npy(data: bytes, n_mels: int, max_frames: int) -> torch.Tensor:
-    """An application/x-npy body holding a float array (n_mels, frames)."""
-    if not data:
-        raise InputError("the request body is empty; send a .npy array (n_mels, frames)")
-    try:
-        array = np.load(io.BytesIO(data), allow_pickle=False)
-    except Exception as error:  # numpy raises several types for malformed files
-        raise InputError(f"the body is not a readable .npy array ({error})") from None
-    if array.ndim != 2:
-        raise InputError(f"the .npy array must be 2-D (n_mels, frames), got shape {array.shape}")
-    if array.shape[0] != n_mels:
-        raise InputError(
-            f"wrong number of mel bands: expected n_mels={n_mels}, got {array.shape[0]} "
-            "(the array must be (n_mels, frames))"
-        )
-    if not np.issubdtype(array.dtype, np.floating):
-        raise InputError(f"the .npy array must hold floats, got {array.dtype}")
-    _check_frames(array.shape[1], max_frames)
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
-
-
-def check_mel(mel: torch.Tensor, spec: FeatureSpec, max_frames: int) -> torch.Tensor:
-    """Check a mel (n_mels, frames) against the model and the service limits; return it."""
-    if mel.dim() != 2 or mel.shape[0] != spec.n_mels:
-        raise InputError(
-            f"wrong mel shape: expected (n_mels={spec.n_mels}, frames), got {tuple(mel.shape)}"
-        )
-    _check_frames(mel.shape[1], max_frames)
-    if not torch.isfinite(mel).all():
-        raise InputError("the mel contains NaN or infinite values")
-    largest = mel.abs().max().item()
-    if largest > MAX_MEL_MAGNITUDE:
-        raise InputError(
-            f"mel values must be natural-log magnitudes within +-{MAX_MEL_MAGNITUDE:g}; "
-            f"got {largest:g}"
-        )
-    return mel
-
-
-def _check_frames(frames: int, max_frames: int) -> None:
-    if frames <= 0:
-        raise InputError(f"the mel has {frames} frames; send at least one")
-    if frames > max_frames:
-        raise InputError(
-            f"the mel has {frames} frames; this service accepts at most {max_frames}", status=413
-        )
-
-
-def resolve_speaker(value: int | str | None, speakers: list[str]) -> int | None:
-    """A speaker id from an id or a name, checked against the model's speakers."""
-    if value is None or value == "":
-        return None
-    if not speakers:
-        raise InputError("this model has a single speaker; leave out 'speaker'")
-    if isinstance(value, str) and value in speakers:
-        return speakers.index(value)
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        value = int(value)
-    if isinstance(value, int) and 0 <= value < len(speakers):
-        return value
-    known = ", ".join(f"{index}={name}" for index, name in enumerate(speakers))
-    raise InputError(f"unknown speaker {value!r}; valid speakers (id=name): {known}")
 
 
 def validation_message(errors: list[dict]) -> str:

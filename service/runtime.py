@@ -14,9 +14,10 @@ from service.jobs import BatchObserver
 from service.schemas import ModelInfo
 from service.settings import Settings
 from wavenet.checkpoint import load_model
+from wavenet.devices import DeviceError, resolve_device
 from wavenet.errors import CheckpointError
 
-__all__ = ["Runtime", "StartupError", "load_served_model", "select_device", "start_runtime"]
+__all__ = ["Runtime", "StartupError", "load_served_model", "start_runtime"]
 
 
 class StartupError(RuntimeError):
@@ -37,25 +38,16 @@ class Runtime:
         return self.model.spec.sample_rate
 
 
-def select_device(name: str) -> torch.device:
-    """auto takes CUDA when there is a GPU; cuda asked for without one is refused."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise StartupError(
-            "WAVENET_DEVICE=cuda was asked for, but no CUDA device is available "
-            "(use WAVENET_DEVICE=cpu or auto)"
-        )
-    return torch.device(name)
-
-
 def load_served_model(settings: Settings) -> nn.Module:
     """Load the checkpoint at `settings.model` on the configured device.
 
     Raises:
         StartupError: naming the path, if the device or the checkpoint is unusable.
     """
-    device = select_device(settings.device)
+    try:
+        device = resolve_device(settings.device, setting="WAVENET_DEVICE")
+    except DeviceError as error:
+        raise StartupError(str(error)) from None
     try:
         return load_model(settings.model, device=device)
     except CheckpointError as error:

@@ -44,12 +44,18 @@ Temperature = Annotated[
 
 
 class MelArray(BaseModel):
-    """A mel as base64 of little-endian float32 values in C order."""
+    """A mel as base64 of little-endian float32 values in C order, laid out [n_mels, frames]."""
 
     model_config = ConfigDict(extra="forbid")
 
-    b64: str = Field(description="base64 of n_mels * frames little-endian float32 values.")
-    shape: tuple[int, int] = Field(description="[n_mels, frames].")
+    b64: str = Field(
+        description="base64 of n_mels * frames little-endian float32 values, band by band "
+        "(C order of an [n_mels, frames] array, as numpy's `mel.astype('<f4').tobytes()`)."
+    )
+    shape: tuple[int, int] = Field(
+        description="[n_mels, frames]: bands first, the model's own layout (the transpose of "
+        "the JSON rows)."
+    )
 
 
 class VocodeRequest(BaseModel):
@@ -58,8 +64,10 @@ class VocodeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     mel: list[list[float]] | MelArray = Field(
-        description="Log-mel frames: a list of frames of n_mels values each "
-        "(frames x n_mels), or {b64, shape: [n_mels, frames]}."
+        description="Log-mel frames, in one of two layouts. A list of rows: frames x n_mels, "
+        "one row per frame holding its n_mels values (a spectrogram written row by row). "
+        "Or {b64, shape}: n_mels x frames, bands first. A mel in the other layout gets a "
+        "422 asking whether you meant the transpose."
     )
     speaker: int | str | None = Field(
         None, description="Speaker id or name (multi-speaker models)."

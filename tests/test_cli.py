@@ -116,7 +116,7 @@ def test_unreadable_audio_exits_2_and_writes_nothing(tmp_path, teacher_checkpoin
     assert (
         synthesize("--model", str(teacher_checkpoint), "--input", str(bad), "--out", str(out)) == 2
     )
-    assert "bad.wav: not a readable audio file" in one_line_error(capsys)
+    assert "bad.wav: not a readable wav, flac or ogg file" in one_line_error(capsys)
     assert not out.exists()
 
 
@@ -127,8 +127,20 @@ def test_mel_with_wrong_n_mels_exits_2(tmp_path, teacher_checkpoint, capsys):
     assert (
         synthesize("--model", str(teacher_checkpoint), "--input", str(mel), "--out", str(out)) == 2
     )
-    assert "expected a mel of shape (n_mels=8, frames), got (80, 5)" in one_line_error(capsys)
+    error = one_line_error(capsys)
+    assert "mel.npy: wrong number of mel bands: expected n_mels=8, got 80 (shape (80, 5)" in error
+    assert "transpose" not in error
     assert not out.exists()
+
+
+def test_transposed_npy_mel_asks_about_the_transpose(tmp_path, teacher_checkpoint, capsys):
+    mel = tmp_path / "mel.npy"
+    np.save(mel, np.zeros((5, 8), dtype=np.float32))  # frames x n_mels
+    out = tmp_path / "out.wav"
+    assert (
+        synthesize("--model", str(teacher_checkpoint), "--input", str(mel), "--out", str(out)) == 2
+    )
+    assert one_line_error(capsys).endswith("read as (n_mels, frames)); did you mean the transpose?")
 
 
 def test_one_bad_file_in_a_folder_writes_nothing(tmp_path, teacher_checkpoint, capsys):
@@ -144,12 +156,23 @@ def test_one_bad_file_in_a_folder_writes_nothing(tmp_path, teacher_checkpoint, c
     assert not out.exists()
 
 
+def test_unknown_device_exits_2_naming_the_choices(tmp_path, teacher_checkpoint, capsys):
+    clip = write_tone(tmp_path / "tone.wav")
+    args = ["--model", str(teacher_checkpoint), "--input", str(clip), "--out", str(tmp_path)]
+    assert synthesize(*args, "--device", "tpu") == 2
+    assert "--device tpu: not a device; use one of auto, cpu, cuda, cuda:N" in one_line_error(
+        capsys
+    )
+
+
 def test_unknown_speaker_and_bad_checkpoint_exit_2(tmp_path, teacher_checkpoint, capsys):
     clip = write_tone(tmp_path / "tone.wav")
     out = tmp_path / "out.wav"
     args = ["--input", str(clip), "--out", str(out)]
     assert synthesize("--model", str(teacher_checkpoint), *args, "--speaker", "carol") == 2
-    assert "unknown speaker 'carol'; known: alice, bob" in one_line_error(capsys)
+    assert "unknown speaker 'carol'; valid speakers (id=name): 0=alice, 1=bob" in one_line_error(
+        capsys
+    )
     (teacher_checkpoint / "model.safetensors").write_bytes(b"junk")
     assert synthesize("--model", str(teacher_checkpoint), *args) == 2
     assert "model.safetensors" in one_line_error(capsys)
@@ -241,5 +264,6 @@ def test_training_command_errors_are_one_line_under_python_m(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "wavenet spectrogram: error: --device cuda was asked for, but no CUDA device is available"
+        "wavenet spectrogram: error: --device cuda was asked for, but no CUDA device is available "
+        "(use cpu or auto)"
     )

@@ -1,4 +1,4 @@
-"""Output encodings and upload decoding, checked against libsndfile and the G.711 formula."""
+"""Output encodings, checked against libsndfile and the G.711 formula."""
 
 from __future__ import annotations
 
@@ -6,13 +6,10 @@ import io
 import struct
 
 import numpy as np
-import pytest
 import soundfile
 import torch
 
 from service.audio_codec import (
-    UploadError,
-    decode_upload,
     encode_audio,
     mulaw_g711,
     stream_header,
@@ -70,42 +67,3 @@ def test_wav_headers_whole_and_open_ended():
     assert header[36:40] == b"data" and struct.unpack("<I", header[40:44])[0] == 0xFFFFFFFF
     assert struct.unpack("<HHI", header[20:28]) == (1, 1, 16000)
     assert stream_header(16000, "pcm16") == b"" == stream_header(16000, "mulaw")
-
-
-def _file(samples: np.ndarray, rate: int, fmt: str, subtype: str | None = None) -> bytes:
-    buffer = io.BytesIO()
-    soundfile.write(buffer, samples, rate, format=fmt, subtype=subtype)
-    return buffer.getvalue()
-
-
-@pytest.mark.parametrize(("fmt", "subtype"), [("WAV", "PCM_16"), ("FLAC", None), ("OGG", None)])
-def test_uploads_decode_and_resample(fmt, subtype):
-    tone = 0.5 * np.sin(2 * np.pi * 440 * np.arange(1600) / 16000).astype(np.float32)
-    audio = decode_upload(_file(tone, 16000, fmt, subtype), sample_rate=8000, max_seconds=1.0)
-    assert audio.dtype == torch.float32 and audio.dim() == 1
-    assert abs(audio.numel() - 800) <= 1
-    assert 0.3 < audio.abs().max() <= 0.6
-
-
-def test_stereo_uploads_are_mixed_to_mono():
-    stereo = np.stack([np.full(100, 0.5), np.full(100, -0.1)], axis=1).astype(np.float32)
-    audio = decode_upload(_file(stereo, 8000, "WAV", "FLOAT"), 8000, 1.0)
-    torch.testing.assert_close(audio, torch.full((100,), 0.2))
-
-
-@pytest.mark.parametrize(
-    ("data", "status", "words"),
-    [
-        (b"", 422, "empty"),
-        (b"this is not audio at all" * 10, 415, "not a readable"),
-        (b"RIFF\x00\x00\x00\x00WAVEfmt ", 415, "not a readable"),
-        (_file(np.zeros(0, np.float32), 8000, "WAV", "PCM_16"), 422, "no samples"),
-        (_file(np.array([0.1, np.nan], np.float32), 8000, "WAV", "FLOAT"), 422, "NaN"),
-        (_file(np.zeros(9000, np.float32), 8000, "WAV", "PCM_16"), 413, "at most"),
-    ],
-)
-def test_bad_uploads_say_what_is_wrong(data, status, words):
-    with pytest.raises(UploadError) as raised:
-        decode_upload(data, sample_rate=8000, max_seconds=1.0)
-    assert raised.value.status == status
-    assert words in str(raised.value)

@@ -80,6 +80,21 @@ BAD_VOCODE_REQUESTS = {
         ["expected n_mels=8", "got 6"],
     ),
     "wrong n_mels (npy)": (dict(content=npy(np.zeros((9, 2))), headers=NPY), 422, ["got 9"]),
+    "transposed (json rows are frames x n_mels)": (
+        dict(json={"mel": [[0.0] * 2] * 8}),
+        422,
+        ["(frames, n_mels)", "did you mean the transpose?"],
+    ),
+    "transposed (b64 shape is [n_mels, frames])": (
+        dict(json={"mel": {"b64": b64(np.zeros((2, 8))), "shape": [2, 8]}}),
+        422,
+        ["(n_mels, frames)", "did you mean the transpose?"],
+    ),
+    "transposed (npy is n_mels x frames)": (
+        dict(content=npy(np.zeros((2, 8))), headers=NPY),
+        422,
+        ["(n_mels, frames)", "did you mean the transpose?"],
+    ),
     "NaN (json)": (dict(content=NAN_ROWS_TEXT, headers=JSON), 422, ["NaN"]),
     "Inf (b64)": (dict(json={"mel": {"b64": b64(INF_MEL), "shape": [8, 2]}}), 422, ["infinite"]),
     "Inf (npy)": (dict(content=npy(INF_MEL), headers=NPY), 422, ["infinite"]),

@@ -117,3 +117,12 @@ def test_well_shaped_mels_with_any_values_never_get_a_server_error(client, body,
     )
     assert response.status_code < 500, response.text
     assert response.status_code in (200, 422), response.text
+
+
+def test_the_schema_states_each_mel_layout(client):
+    document = client.get("/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    assert "frames x n_mels" in schemas["VocodeRequest"]["properties"]["mel"]["description"]
+    assert "[n_mels, frames]" in schemas["MelArray"]["properties"]["shape"]["description"]
+    body = document["paths"]["/v1/vocode"]["post"]["requestBody"]["content"]
+    assert "(n_mels, frames)" in body["application/x-npy"]["schema"]["description"]

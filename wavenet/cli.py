@@ -22,11 +22,12 @@ USAGE_ERROR = 2
 
 def _synthesize(args: argparse.Namespace) -> None:
     from wavenet.checkpoint import load_model
-    from wavenet.synthesis import plan_jobs, resolve_speaker, run_jobs
+    from wavenet.inputs import resolve_speaker
+    from wavenet.synthesis import plan_jobs, run_jobs
 
     jobs = plan_jobs(args.input, args.out)
     model = load_model(args.model, device=resolve_device(args.device))
-    run_jobs(model, jobs, resolve_speaker(model, args.speaker), args.temperature)
+    run_jobs(model, jobs, resolve_speaker(args.speaker, model.config.speakers), args.temperature)
     print(f"wrote {len(jobs)} file(s) to {args.out}", file=sys.stderr)
 
 
@@ -101,6 +102,8 @@ def _bench_service(args: argparse.Namespace) -> None:
 
 
 def _add_bench_service(commands) -> None:
+    from service.audio_codec import FORMATS
+
     bench = commands.add_parser(
         "bench-service",
         help="load-test a service running on this machine (latency, throughput, overload)",
@@ -143,9 +146,7 @@ def _add_bench_service(commands) -> None:
     bench.add_argument(
         "--timeout", type=positive_float, default=60.0, help="seconds one request may take"
     )
-    bench.add_argument(
-        "--format", default="wav", choices=["wav", "pcm16", "mulaw", "flac"], help="audio format"
-    )
+    bench.add_argument("--format", default="wav", choices=FORMATS, help="audio format")
     bench.add_argument(
         "--api-key",
         default=os.environ.get("WAVENET_API_KEY"),
@@ -186,9 +187,10 @@ def get_parser() -> argparse.ArgumentParser:
 
 def _user_errors() -> tuple[type[Exception], ...]:
     """Exceptions that mean bad input, reported in one line rather than as a traceback."""
+    from wavenet.devices import DeviceError
     from wavenet.errors import AudioError, CheckpointError
 
-    errors: list[type[Exception]] = [CommandError, AudioError, CheckpointError]
+    errors: list[type[Exception]] = [CommandError, AudioError, CheckpointError, DeviceError]
     try:
         from training.config import ConfigError
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-import torch
+# The training commands take the device choice from here, with the argparse types.
+from wavenet.devices import resolve_device
 
 __all__ = [
     "CommandError",
@@ -22,15 +23,6 @@ __all__ = [
 
 class CommandError(Exception):
     """A problem with the command's inputs, reported in one line with exit code 2."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """auto picks CUDA when there is a GPU; asking for cuda without one is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise CommandError("--device cuda was asked for, but no CUDA device is available")
-    return torch.device(name)
 
 
 def positive_int(text: str) -> int:

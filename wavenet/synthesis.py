@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -13,8 +12,9 @@ from tqdm import tqdm
 from wavenet.audio import AUDIO_SUFFIXES, load_audio, save_audio
 from wavenet.errors import AudioError
 from wavenet.features import FeatureSpec
+from wavenet.inputs import read_npy_mel
 
-__all__ = ["INPUT_SUFFIXES", "Job", "load_mel", "plan_jobs", "resolve_speaker", "run_jobs"]
+__all__ = ["INPUT_SUFFIXES", "Job", "load_mel", "plan_jobs", "run_jobs"]
 
 INPUT_SUFFIXES = (*AUDIO_SUFFIXES, ".npy")
 
@@ -36,21 +36,7 @@ def load_mel(path: str | Path, spec: FeatureSpec) -> torch.Tensor:
     path = Path(path)
     if path.suffix.lower() != ".npy":
         return spec.extract(load_audio(path, spec.sample_rate))
-    if not path.is_file():
-        raise AudioError(f"{path}: no such file")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except Exception as error:  # numpy raises several types for damaged files
-        raise AudioError(f"{path}: not a readable .npy file ({error})") from None
-    if array.ndim != 2 or array.shape[0] != spec.n_mels:
-        raise AudioError(
-            f"{path}: expected a mel of shape (n_mels={spec.n_mels}, frames), got {array.shape}"
-        )
-    if array.shape[1] == 0:
-        raise AudioError(f"{path}: the mel has zero frames")
-    if not np.issubdtype(array.dtype, np.floating) or not np.isfinite(array).all():
-        raise AudioError(f"{path}: the mel must hold finite floating-point values")
-    return torch.from_numpy(array.astype(np.float32))
+    return read_npy_mel(path, spec.n_mels)
 
 
 def plan_jobs(source: str | Path, target: str | Path) -> list[Job]:
@@ -79,20 +65,6 @@ def plan_jobs(source: str | Path, target: str | Path) -> list[Job]:
             raise AudioError(f"{job.source} and {seen[job.target]} would both write {job.target}")
         seen[job.target] = job.source
     return jobs
-
-
-def resolve_speaker(model: nn.Module, speaker: str | None) -> int | None:
-    """A speaker id from a name or a number, checked against the model's speakers."""
-    if speaker is None:
-        return None
-    names = list(model.config.speakers)
-    if not names:
-        raise AudioError("this model has no speakers; leave out --speaker")
-    if speaker in names:
-        return names.index(speaker)
-    if speaker.isdigit() and int(speaker) < len(names):
-        return int(speaker)
-    raise AudioError(f"unknown speaker {speaker!r}; known: {', '.join(names)}")
 
 
 def run_jobs(

@@ -27,7 +27,8 @@ VOCODE_BODY = {
                 "schema": {
                     "type": "string",
                     "format": "binary",
-                    "description": "A .npy float array (n_mels, frames); options in the query.",
+                    "description": "A .npy float array of shape (n_mels, frames), bands "
+                    "first (as numpy.save writes a FeatureSpec mel); options in the query.",
                 }
             },
         },
