@@ -1,6 +1,7 @@
 """The default-model script, end to end on a tiny corpus with tiny configs."""
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -60,8 +61,20 @@ def test_script_trains_ships_and_resumes(tmp_path):
     assert torch.isfinite(audio).all()
     for part in ("teacher", "student"):
         report = json.loads((work / "runs" / part / "eval.json").read_text())
-        assert report, f"empty {part} report"
+        assert report["kind"] == part and report["sample_rate"] == spec_json["sample_rate"]
+        model_row, baseline_row = report["rows"]
+        assert model_row["system"] == f"{part} copy synthesis"
+        assert baseline_row["system"].startswith("Griffin-Lim")
+        assert math.isfinite(model_row["log_mel_l1"]) and model_row["log_mel_l1"] > 0
+        assert report["clips"] and all(clip["seconds"] > 0 for clip in report["clips"])
         assert json.loads((out / "runs" / part / "eval.json").read_text()) == report
+    teacher_report, student_report = (
+        json.loads((work / "runs" / part / "eval.json").read_text())
+        for part in ("teacher", "student")
+    )
+    assert 0 < teacher_report["nll_bits_per_sample"] < 9  # a tiny teacher: near 8 (uniform)
+    kl = student_report["kl_to_teacher"]
+    assert kl["kl"] == pytest.approx(kl["cross_entropy"] - kl["entropy"], abs=1e-4)
 
     assert all((out / "runs" / part / "checkpoint").is_dir() for part in models)
 

@@ -1,16 +1,19 @@
 """Probability density distillation (`wavenet distill`): a Parallel WaveNet student from a teacher.
 
-Each step crops segments (audio y, mel c, speaker), draws z ~ Logistic(0, 1), runs the student
-x = g(z | c), and scores x with the frozen teacher (run once, on the student's own sample) and
-the other switched-on terms (`training.distill_losses`); total = sum(weight * term). The
+Each step crops segments (audio y, mel c, speaker, utterance), draws z ~ Logistic(0, 1), runs
+the student x = g(z | c), and scores x with the switched-on terms of the table
+`training.distill_terms.TERMS` (the teacher runs on the student's own sample: once for the
+KL, once more on another utterance's conditioning for the contrastive term);
+total = sum(weight * term). The
 teacher and the classifier are loaded frozen (`eval()`, `requires_grad_(False)`): gradients
 flow through them into the student, never into their weights. The run itself (optimizer, EMA,
 AMP, DDP, checkpoints, resume, logs) is the shared loop of `training.loop`; RUN/model is the
 EMA student.
 
-metrics.jsonl rows carry step, kl, cross_entropy, entropy, power, stft, perceptual,
-contrastive (null when the term was off for the whole logging window), total, grad_norm, lr,
-samples_per_s, and on evaluation steps val_kl, val_cross_entropy, val_entropy (EMA student).
+metrics.jsonl rows carry step, every column of `training.distill_terms.LOGGED_TERMS` (each
+term of the table TERMS and the KL's cross_entropy and entropy; null when the term was off for
+the whole logging window), total, grad_norm, lr, samples_per_s, and on evaluation steps
+val_kl, val_cross_entropy, val_entropy (EMA student).
 """
 
 from __future__ import annotations
@@ -18,15 +21,22 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from pydantic import ValidationError
 from torch import nn
 
 from training import distributed
 from training.config import ConfigError
-from training.dataset import PreparedCorpus
-from training.distill_config import DistillConfig, active_weights, resolve_distill_config
-from training.distill_losses import LOGGED_TERMS, distill_losses, held_out_kl, noise_for
+from training.dataset import PreparedCorpus, SegmentCrops, Utterance
+from training.distill_config import (
+    DistillConfig,
+    active_weights,
+    resolve_distill_config,
+    terms_on,
+)
+from training.distill_losses import distill_losses, held_out_kl, noise_for
+from training.distill_terms import LOGGED_TERMS
 from training.launch import open_run, run_job
 from training.loop import (
     Job,
@@ -43,6 +53,7 @@ from wavenet.features import FeatureSpec
 from wavenet.student import Student
 
 __all__ = [
+    "DistillCrops",
     "DistillJob",
     "TeacherWarning",
     "check_models",
@@ -86,7 +97,7 @@ def check_models(
     Raises:
         ConfigError: when the teacher's FeatureSpec or speakers differ from the student's
             (which are the data's), the classifier's sample rate differs, the perceptual loss
-            is on without a classifier, or a crop is too short for a spectral loss's STFT.
+            is on without a classifier, or a crop is too short for a spectral term's STFT.
     """
     teacher_spec, teacher_config = _frozen_document(teacher_dir, "teacher")
     if teacher_spec != corpus.spec:
@@ -100,9 +111,10 @@ def check_models(
             f"{teacher_dir}: the teacher's speakers {speakers} differ from the student's "
             f"(the data's) {list(config.model.speakers)}"
         )
-    if config.loss_weights.perceptual > 0:
-        if classifier_dir is None:
-            raise ConfigError("loss_weights.perceptual > 0 needs a classifier (--classifier)")
+    for term in terms_on(config):
+        if term.needs_classifier and classifier_dir is None:
+            raise ConfigError(f"loss_weights.{term.name} > 0 needs a classifier (--classifier)")
+    if needs_classifier(config):
         classifier_spec, _ = _frozen_document(classifier_dir, "classifier")
         if classifier_spec.sample_rate != corpus.spec.sample_rate:
             raise ConfigError(
@@ -114,9 +126,7 @@ def check_models(
 
 def _check_stft_sizes(config: DistillConfig, spec: FeatureSpec) -> None:
     """A centred STFT pads n_fft / 2 by reflection, which needs a longer crop than that."""
-    sizes = [config.power_fft[0]] if config.loss_weights.power else []
-    if config.loss_weights.stft:
-        sizes += [n_fft for n_fft, _ in config.stft_resolutions]
+    sizes = [n_fft for term in terms_on(config) for n_fft in term.fft_sizes(config)]
     samples = spec.samples_for(config.segment_frames)
     if sizes and max(sizes) // 2 >= samples:
         raise ConfigError(
@@ -147,6 +157,26 @@ def teacher_nll_warning(teacher_dir: str | Path, gate: float | None) -> str | No
 def load_frozen(directory: str | Path, device: torch.device) -> nn.Module:
     """A checkpoint in eval mode with gradients off for its weights."""
     return load_model(directory, device=device).eval().requires_grad_(False)
+
+
+def needs_classifier(config: DistillConfig) -> bool:
+    """Whether a term that is on needs the frozen classifier."""
+    return any(term.needs_classifier for term in terms_on(config))
+
+
+class DistillCrops(SegmentCrops):
+    """Segment crops that also carry their utterance's index in the pool ("utterance", an
+    int64 per crop, (B,) in a batch), so that the contrastive term takes c2 from another
+    utterance, never from another crop of the same one."""
+
+    def __init__(self, utterances: list[Utterance], *args, **kwargs):
+        super().__init__(utterances, *args, **kwargs)
+        self.positions = {utterance.entry.id: i for i, utterance in enumerate(utterances)}
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, np.ndarray | int]:
+        utterance, start = self.draw(*key)
+        position = np.int64(self.positions[utterance.entry.id])
+        return {**self.item(utterance, start), "utterance": position}
 
 
 def train_step(run: TrainingRun, job: DistillJob, batch: dict, step: int) -> dict:
@@ -184,6 +214,12 @@ class DistillJob(Job):
 
     def __init__(self, teacher: nn.Module, classifier: nn.Module | None, teacher_dir: Path):
         self.teacher, self.classifier, self.teacher_dir = teacher, classifier, teacher_dir
+
+    def crops(self, run: TrainingRun) -> DistillCrops:
+        config, rank = run.config, run.processes.rank
+        return DistillCrops(
+            run.corpus.train, run.corpus.spec, config.segment_frames, config.seed, rank
+        )
 
     def step(self, run: TrainingRun, batch: dict, step: int) -> dict:
         return train_step(run, self, batch, step)
@@ -241,8 +277,8 @@ def distill(
 
     def make_job(processes: distributed.Processes) -> DistillJob:
         frozen_teacher = load_frozen(teacher, processes.device)
-        perceptual = config.loss_weights.perceptual > 0
-        frozen_classifier = load_frozen(classifier, processes.device) if perceptual else None
+        wanted = needs_classifier(config)
+        frozen_classifier = load_frozen(classifier, processes.device) if wanted else None
         message = teacher_nll_warning(teacher, config.teacher_nll_gate)
         if message and processes.is_main:
             warnings.warn(message, TeacherWarning, stacklevel=2)

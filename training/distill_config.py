@@ -4,37 +4,40 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
+from training.distill_terms import TEACHER_TERMS, TERMS, Term
 from training.run_config import RunConfig, resolve_run_config
+from wavenet.losses import STFT_RESOLUTIONS
 from wavenet.student import StudentConfig
 
 __all__ = [
-    "TEACHER_TERMS",
     "DistillConfig",
     "KLWarmup",
     "LossWeights",
     "active_weights",
     "resolve_distill_config",
+    "terms_on",
 ]
 
-# The terms that need the teacher; the KL warm-up ramps them in together.
-TEACHER_TERMS = ("kl", "contrastive")
 
-
-class LossWeights(BaseModel):
+class _Weights(BaseModel):
     """Weight of each distillation term: total = sum(weight * term). 0 switches a term off,
     and a term that is off is not computed at all (its metrics are null)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    kl: float = Field(1.0, ge=0, description="KL(P_S || P_T), exact, in nats per sample.")
-    power: float = Field(0.0, ge=0, description="Time-averaged STFT power (the paper's).")
-    stft: float = Field(0.0, ge=0, description="Frame-wise multi-resolution STFT magnitude.")
-    perceptual: float = Field(0.0, ge=0, description="Classifier feature Gram matrices.")
-    contrastive: float = Field(
-        0.0, ge=0, description="KL(c1) - gamma KL(c2), c2 another utterance's conditioning."
-    )
+
+# One field per entry of `training.distill_terms.TERMS`, named as the term.
+LossWeights = create_model(
+    "LossWeights",
+    __base__=_Weights,
+    __module__=__name__,
+    **{
+        term.name: (float, Field(term.default_weight, ge=0, description=term.description))
+        for term in TERMS
+    },
+)
 
 
 class KLWarmup(BaseModel):
@@ -68,13 +71,16 @@ class DistillConfig(RunConfig):
     loss_weights: LossWeights = Field(default_factory=LossWeights, description="Term weights.")
     kl_warmup: KLWarmup = Field(default_factory=KLWarmup, description="Optional KL warm-up.")
     contrastive_gamma: float = Field(
-        0.3, ge=0, description="gamma of the contrastive loss (the paper's 0.3)."
+        0.3,
+        ge=0,
+        description="gamma of the contrastive term -gamma KL(P_S(c1) || P_T(c2)) (the paper's "
+        "0.3); it is the paper's effective gamma when loss_weights.kl = contrastive = 1.",
     )
     power_fft: tuple[int, int] = Field(
         (1024, 256), description="(n_fft, hop) of the power loss's STFT."
     )
     stft_resolutions: list[tuple[int, int]] = Field(
-        [(512, 128), (1024, 256), (2048, 512)],
+        list(STFT_RESOLUTIONS),
         min_length=1,
         description="(n_fft, hop) of each resolution of the multi-resolution STFT loss.",
     )
@@ -90,12 +96,25 @@ class DistillConfig(RunConfig):
         weights = self.loss_weights.model_dump()
         if not any(weights.values()):
             raise ValueError("loss_weights: every weight is 0, nothing to train")
-        spectral = [name for name, w in weights.items() if w and name not in TEACHER_TERMS]
-        if self.kl_warmup.spectral_steps and not spectral:
-            raise ValueError("kl_warmup.spectral_steps needs a power, stft or perceptual weight")
-        if self.loss_weights.contrastive and self.batch_size < 2:
+        spectral = [term.name for term in TERMS if not term.needs_teacher]
+        if self.kl_warmup.spectral_steps and not any(weights[name] for name in spectral):
+            raise ValueError(f"kl_warmup.spectral_steps needs a weight on one of {spectral}")
+        contrast = weights["contrastive"] * self.contrastive_gamma
+        if weights["contrastive"] and contrast >= weights["kl"]:
+            # Mass moved off the teacher's bins raises KL(c1) and KL(c2) alike, so the total
+            # falls without bound once the mismatched KL outweighs the matched one.
+            raise ValueError(
+                f"loss_weights.contrastive x contrastive_gamma ({contrast:g}) must be below "
+                f"loss_weights.kl ({weights['kl']:g}), or the total is unbounded below"
+            )
+        if weights["contrastive"] and self.batch_size < 2:
             raise ValueError("the contrastive loss needs batch_size >= 2 (c2 = another item)")
         return self
+
+
+def terms_on(config: DistillConfig) -> list[Term]:
+    """The TERMS with a weight above 0 in `config` (during the warm-up too)."""
+    return [term for term in TERMS if getattr(config.loss_weights, term.name) > 0]
 
 
 def active_weights(config: DistillConfig, step: int) -> dict[str, float]:

@@ -1,32 +1,28 @@
 """The distillation objective of one batch, and the student's KL to its teacher on held-out mels.
 
 The student turns logistic noise z into companded audio x = g(z) with per-step (mu, log s);
-the frozen teacher is run once on that same x (teacher forcing on the student's own sample),
-so gradients reach the student both through (mu, log s) and through the teacher's input.
-The formulas live in `wavenet.losses`; this module decides which terms to compute.
+the frozen teacher is run on that same x (teacher forcing on the student's own sample), so
+gradients reach the student both through (mu, log s) and through the teacher's input.
+Which terms exist and how each is computed is the table `training.distill_terms.TERMS`.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
-from training.distill_config import DistillConfig
+from training.distill_terms import TERMS, StudentSample
 from wavenet import mulaw
-from wavenet.losses import (
-    contrastive_loss,
-    kl_distillation,
-    multi_resolution_stft_loss,
-    perceptual_loss,
-    power_loss,
-)
+from wavenet.losses import kl_distillation
 from wavenet.student import sample_logistic
 
-__all__ = ["LOGGED_TERMS", "distill_losses", "held_out_kl", "noise_for"]
+if TYPE_CHECKING:
+    from training.distill_config import DistillConfig
 
-# Every metrics line carries these keys; a term that was not computed is null.
-LOGGED_TERMS = ("kl", "cross_entropy", "entropy", "power", "stft", "perceptual", "contrastive")
+__all__ = ["distill_losses", "held_out_kl", "noise_for"]
 
 
 def noise_for(shape: tuple[int, int], seed: int, rank: int, step: int, device) -> torch.Tensor:
@@ -35,12 +31,6 @@ def noise_for(shape: tuple[int, int], seed: int, rank: int, step: int, device) -
     (word,) = np.random.SeedSequence([seed, rank, step]).generate_state(1)
     generator = torch.Generator(device=device).manual_seed(int(word))
     return sample_logistic(shape, generator, device)
-
-
-def _rolled(batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """c2: each item gets the next item's mel and speaker (another utterance's conditioning)."""
-    speaker = batch["speaker"]
-    return batch["mel"].roll(1, dims=0), None if speaker is None else speaker.roll(1, dims=0)
 
 
 def distill_losses(
@@ -52,44 +42,30 @@ def distill_losses(
     weights: dict[str, float],
     options: DistillConfig,
 ) -> dict[str, torch.Tensor]:
-    """Named terms of one batch, computing only what `weights` switches on.
-
-    The teacher runs (once) when kl or contrastive is on, and a second time on c2 for the
-    contrastive term; the classifier only for perceptual; the STFTs only for power and stft.
+    """Named terms of one batch, computing only the TERMS that `weights` switches on.
 
     Args:
         student (nn.Module): A `Student` (or its DDP wrapper).
         teacher (nn.Module): The frozen teacher.
-        classifier (nn.Module | None): The frozen classifier (needed for perceptual).
-        batch (dict): audio (B, T) in [-1, 1], mel (B, n_mels, F), speaker (B,) or None.
+        classifier (nn.Module | None): The frozen classifier (for terms that need it).
+        batch (dict): audio (B, T) in [-1, 1], mel (B, n_mels, F), speaker (B,) or None,
+            utterance (B,) (needed by the contrastive term).
         z (Tensor): Logistic(0, 1) noise (B, T).
         weights (dict): The terms that are on (see `active_weights`).
         options (DistillConfig): contrastive_gamma, power_fft and stft_resolutions.
 
     Returns:
-        dict: Scalars: kl, cross_entropy and entropy (nats per sample) when the teacher ran,
-        and each other term that is on.
+        dict: Scalars: each term that is on, and its diagnostic columns (kl brings
+        cross_entropy and entropy, in nats per sample).
     """
-    mel, speaker, real = batch["mel"], batch["speaker"], batch["audio"]
-    x, mu, log_s = student(z, mel, speaker)
-    mu, log_s = mu.float(), log_s.float()  # the exact KL wants fp32 even under autocast
-    losses: dict[str, torch.Tensor] = {}
-    if "kl" in weights or "contrastive" in weights:
-        logits = teacher.forward_companded(x, mel, speaker)
-        losses.update(kl_distillation(mu, log_s, logits)._asdict())
-    if "contrastive" in weights:
-        mismatched = teacher.forward_companded(x, *_rolled(batch))
-        gamma = options.contrastive_gamma
-        losses["contrastive"] = contrastive_loss(mu, log_s, logits, mismatched, gamma)
-    # The waveform the service would serve: expanded, clipped to [-1, 1].
+    x, mu, log_s = student(z, batch["mel"], batch["speaker"])
+    # The exact KL wants fp32 even under autocast; the audio is what the service would serve.
     audio = mulaw.expand(x.float()).clamp(-1.0, 1.0)
-    if "power" in weights:
-        losses["power"] = power_loss(audio, real, *options.power_fft)
-    if "stft" in weights:
-        resolutions = tuple(tuple(r) for r in options.stft_resolutions)
-        losses["stft"] = multi_resolution_stft_loss(audio, real, resolutions)
-    if "perceptual" in weights:
-        losses["perceptual"] = perceptual_loss(classifier, audio, real)
+    sample = StudentSample(batch, x, mu.float(), log_s.float(), audio, teacher, classifier, options)
+    losses: dict[str, torch.Tensor] = {}
+    for term in TERMS:
+        if term.name in weights:
+            losses.update(term.compute(sample))
     return losses
 
 

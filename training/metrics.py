@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from wavenet import losses
 from wavenet.features import FeatureSpec
 
 __all__ = [
@@ -27,9 +28,11 @@ __all__ = [
     "stoi_score",
 ]
 
-# (n_fft, hop, window) triples at 16 kHz, as in Parallel WaveGAN's multi-resolution loss;
-# scaled with the sample rate so that each resolution spans the same time.
-STFT_RESOLUTIONS = ((512, 128, 512), (1024, 256, 1024), (256, 64, 256))
+# The metric's (n_fft, hop) at 16 kHz: the training loss's own, so that the `mrstft` column of
+# an evaluation and the `stft` learning curve of a run with the default resolutions measure
+# the same thing (up to the padded edges). They scale with the sample rate, each window
+# spanning the same time.
+STFT_RESOLUTIONS = losses.STFT_RESOLUTIONS
 
 
 def nll_bits(logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
@@ -67,42 +70,26 @@ def log_mel_l1(reference: np.ndarray, estimate: np.ndarray, spec: FeatureSpec) -
     return float((mels[0] - mels[1]).abs().mean())
 
 
-def _stft_magnitude(audio: torch.Tensor, n_fft: int, hop: int, window: int) -> torch.Tensor:
-    """|STFT| (freq, frames), zero-padded so even short clips give whole frames."""
-    return torch.stft(
-        audio,
-        n_fft,
-        hop_length=hop,
-        win_length=window,
-        window=torch.hann_window(window),
-        center=True,
-        pad_mode="constant",
-        return_complex=True,
-    ).abs()
-
-
 def multi_resolution_stft_distance(
     reference: np.ndarray, estimate: np.ndarray, sample_rate: int
 ) -> float:
-    """Spectral convergence plus log-magnitude L1, averaged over three STFT resolutions.
+    """The multi-resolution STFT loss of the training objective, as a metric.
 
-    For each resolution, with S = |STFT(reference)| and S' = |STFT(estimate)|:
-    d = ||S - S'||_F / ||S||_F + mean |log(S + eps) - log(S' + eps)|, eps = 1e-5.
+    `wavenet.losses.multi_resolution_stft_loss` (spectral convergence plus log-magnitude L1,
+    averaged over resolutions) at STFT_RESOLUTIONS scaled to `sample_rate`, with zero-padded
+    edges instead of reflected ones, so that a clip cut short by a time budget (shorter than
+    half the largest FFT) still scores; on clips many windows long the edges hardly count.
+    0 for identical audio.
     """
     reference, estimate = _common(reference, estimate)
-    ref, est = torch.from_numpy(reference), torch.from_numpy(estimate)
     scale = sample_rate / 16000
-    distances = []
-    for n_fft, hop, window in STFT_RESOLUTIONS:
-        n_fft, hop, window = (max(int(v * scale), 4) for v in (n_fft, hop, window))
-        magnitude_ref = _stft_magnitude(ref, n_fft, hop, window)
-        magnitude_est = _stft_magnitude(est, n_fft, hop, window)
-        convergence = torch.linalg.norm(magnitude_ref - magnitude_est) / torch.linalg.norm(
-            magnitude_ref
-        ).clamp(min=1e-8)
-        log_l1 = (torch.log(magnitude_ref + 1e-5) - torch.log(magnitude_est + 1e-5)).abs().mean()
-        distances.append(float(convergence + log_l1))
-    return float(np.mean(distances))
+    resolutions = tuple(
+        (max(int(n_fft * scale), 4), max(int(hop * scale), 1)) for n_fft, hop in STFT_RESOLUTIONS
+    )
+    distance = losses.multi_resolution_stft_loss(
+        torch.from_numpy(estimate), torch.from_numpy(reference), resolutions, pad_mode="constant"
+    )
+    return float(distance)
 
 
 def pesq_wideband(

@@ -18,6 +18,7 @@ from wavenet import mulaw
 __all__ = [
     "OUTSIDE_COST",
     "OUTSIDE_SLOPE",
+    "STFT_RESOLUTIONS",
     "Distillation",
     "bin_edges",
     "contrastive_loss",
@@ -37,6 +38,10 @@ __all__ = [
 # (log s grows without bound) for a bounded price; the distance term grows like s and wins.
 OUTSIDE_COST = -math.log(1e-7)
 OUTSIDE_SLOPE = 10.0
+
+# (n_fft, hop) of the multi-resolution STFT loss: at 16 kHz, 32, 64 and 128 ms windows with
+# a quarter-window hop; the short one resolves onsets, the long one pitch harmonics.
+STFT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))
 
 
 def bin_edges(device=None, dtype=torch.float32) -> torch.Tensor:
@@ -133,24 +138,40 @@ def kl_distillation(
 def contrastive_loss(
     mu: torch.Tensor,
     log_s: torch.Tensor,
-    teacher_logits_matched: torch.Tensor,
     teacher_logits_mismatched: torch.Tensor,
     gamma: float = 0.3,
 ) -> torch.Tensor:
-    """KL(P_S(c1) || P_T(c1)) - gamma * KL(P_S(c1) || P_T(c2)).
+    """The contrastive term -gamma * KL(P_S(c1) || P_T(c2)), averaged over batch and time.
 
-    The student's sample made with conditioning c1 should fit the teacher given c1 and not the
-    teacher given c2, another utterance's conditioning (the mismatched logits).
+    The paper's contrastive loss is KL(P_S(c1) || P_T(c1)) - gamma * KL(P_S(c1) || P_T(c2)):
+    the student's sample made with conditioning c1 should fit the teacher given c1 and not the
+    teacher given c2, another utterance's conditioning. Its first part is the KL term itself,
+    so this function is only the second part, and a total of KL + this counts the matched KL
+    once.
+
+    Args:
+        mu (Tensor): Student location per step (B, T), made with conditioning c1.
+        log_s (Tensor): Student log scale per step (B, T).
+        teacher_logits_mismatched (Tensor): Teacher logits (B, 256, T) on the student's own
+            sample, given c2.
+        gamma (float): The paper's 0.3.
+
+    Returns:
+        Tensor: Scalar, at most 0.
     """
-    matched = kl_distillation(mu, log_s, teacher_logits_matched).kl
-    mismatched = kl_distillation(mu, log_s, teacher_logits_mismatched).kl
-    return matched - gamma * mismatched
+    return -gamma * kl_distillation(mu, log_s, teacher_logits_mismatched).kl
 
 
-def _power_spectrogram(audio: torch.Tensor, n_fft: int, hop_length: int) -> torch.Tensor:
-    """|STFT|^2 / sum(window^2): (B, T) -> (B, n_fft // 2 + 1, frames), per-sample power."""
+def _power_spectrogram(
+    audio: torch.Tensor, n_fft: int, hop_length: int, pad_mode: str = "reflect"
+) -> torch.Tensor:
+    """|STFT|^2 / sum(window^2): (B, T) -> (B, n_fft // 2 + 1, frames), per-sample power.
+    Frames are centred on t * hop, the edges padded by n_fft / 2 (`pad_mode`: "reflect" or
+    "constant" zeros)."""
     window = torch.hann_window(n_fft, device=audio.device, dtype=audio.dtype)
-    spectrum = torch.stft(audio, n_fft, hop_length, window=window, return_complex=True)
+    spectrum = torch.stft(
+        audio, n_fft, hop_length, window=window, pad_mode=pad_mode, return_complex=True
+    )
     return spectrum.abs().square() / window.square().sum()
 
 
@@ -174,21 +195,36 @@ def power_loss(
 def multi_resolution_stft_loss(
     generated: torch.Tensor,
     real: torch.Tensor,
-    resolutions: tuple[tuple[int, int], ...] = ((512, 128), (1024, 256), (2048, 512)),
+    resolutions: tuple[tuple[int, int], ...] = STFT_RESOLUTIONS,
     eps: float = 1e-7,
+    pad_mode: str = "reflect",
 ) -> torch.Tensor:
     """Frame-wise spectral distance, averaged over resolutions (n_fft, hop):
         || |Y| - |G| ||_F / || |Y| ||_F  +  mean | log |Y| - log |G| |
-    (spectral convergence plus log-magnitude L1), with |.| the STFT magnitude.
+    (spectral convergence plus log-magnitude L1), with |.| = sqrt(|STFT|^2 / sum(w^2) + eps)
+    the STFT magnitude per unit of window power, Hann window of n_fft samples, frames centred
+    on t * hop:
+
+        pad n_fft/2 | audio (T samples)                  | pad n_fft/2
+        frame 0 centred on sample 0, frame k on k * hop, the last on (T // hop) * hop
+
+    The training loss and the evaluation metric (`training.metrics`) are this one function.
 
     Args:
-        generated (Tensor): Student audio (B, T).
-        real (Tensor): Real audio (B, T).
+        generated (Tensor): Student audio (B, T) or (T,).
+        real (Tensor): Real audio, the same shape.
+        resolutions (tuple): (n_fft, hop) pairs.
+        eps (float): Power floor, so silence has a finite log.
+        pad_mode (str): The edges: "reflect" (then T must exceed the largest n_fft / 2) or
+            "constant" (zeros: any T).
+
+    Returns:
+        Tensor: Scalar; 0 for identical audio.
     """
     total = generated.new_zeros(())
     for n_fft, hop_length in resolutions:
-        generated_mag = (_power_spectrogram(generated, n_fft, hop_length) + eps).sqrt()
-        real_mag = (_power_spectrogram(real, n_fft, hop_length) + eps).sqrt()
+        generated_mag = (_power_spectrogram(generated, n_fft, hop_length, pad_mode) + eps).sqrt()
+        real_mag = (_power_spectrogram(real, n_fft, hop_length, pad_mode) + eps).sqrt()
         convergence = torch.linalg.norm(real_mag - generated_mag) / torch.linalg.norm(real_mag)
         log_l1 = (real_mag.log() - generated_mag.log()).abs().mean()
         total = total + convergence + log_l1
