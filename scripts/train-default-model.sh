@@ -9,7 +9,10 @@
 # Settings (environment variables, with defaults):
 #   WORK=data/default          corpus, prepared features and runs
 #   OUT=models/default         where the finished checkpoints are copied
-#   MINUTES=75                 corpus size; VOICES: flite/festival voices to read it
+#   MINUTES=10                 minutes from each synthesised corpus source (the recorded
+#                              speech is used whole); SOURCES: corpus sources (default: all);
+#                              VOICES: flite/festival voices (default: all at 16 kHz or more;
+#                              naming voices without SOURCES makes a corpus of those voices)
 #   TEACHER_CONFIG, CLASSIFIER_CONFIG, STUDENT_CONFIG: YAML files (shipped ones by default)
 #   TEACHER_STEPS, CLASSIFIER_STEPS, STUDENT_STEPS: stop after this many steps (default: the
 #       config's); a later run with a higher number continues the same run. A stage's state
@@ -23,8 +26,9 @@ cd "$(dirname "$0")/.."
 WAVENET=${WAVENET:-.venv/bin/wavenet}
 WORK=${WORK:-data/default}
 OUT=${OUT:-models/default}
-MINUTES=${MINUTES:-75}
-VOICES=${VOICES:-kal16 awb rms slt kal_diphone slt_hts}
+MINUTES=${MINUTES:-10}
+SOURCES=${SOURCES:-}
+VOICES=${VOICES:-}
 TEACHER_CONFIG=${TEACHER_CONFIG:-training/configs/teacher.yaml}
 CLASSIFIER_CONFIG=${CLASSIFIER_CONFIG:-training/configs/classifier.yaml}
 STUDENT_CONFIG=${STUDENT_CONFIG:-training/configs/student_cpu.yaml}
@@ -57,8 +61,9 @@ train() {
 
 if [[ ! -f $WORK/corpus/manifest.csv ]]; then
     rm -rf "$WORK/corpus"  # an interrupted build: the corpus is made again from scratch
-    # shellcheck disable=SC2086 # VOICES is a list of words
-    "$WAVENET" corpus "$WORK/corpus" --minutes "$MINUTES" --voices $VOICES
+    # shellcheck disable=SC2086 # SOURCES and VOICES are lists of words
+    "$WAVENET" corpus "$WORK/corpus" --minutes "$MINUTES" ${SOURCES:+--sources $SOURCES} \
+        ${VOICES:+--voices $VOICES}
 fi
 if [[ ! -f $WORK/prepared/manifest.jsonl ]]; then
     "$WAVENET" prepare "$WORK/corpus" "$WORK/prepared"
