@@ -1,0 +1,187 @@
+"""Reading a log-mel back as linear-frequency quantities: harmonic amplitudes and a noise envelope.
+
+`FeatureSpec.extract` computes mel[m] = sum_j W[m, j] |X_j|^p (p = spec.power) from the
+Hann-windowed STFT X. Two inverses of it, each exact for the signal it assumes:
+
+- A harmonic frame, x_t = sum_k A_k sin(2 pi k f0 t / sr + theta_k), whose window lobes do
+  not overlap (f0 above ~4 bins), gives mel[m] = sum_k A_k^p R[m, k f0], where R[:, f] is the
+  mel of a unit sinusoid at f (`sinusoid_mel_response`). The amplitudes a_k = A_k^p >= 0 are
+  fitted by multiplicative updates (Richardson-Lucy, the nonnegative least-KL fit):
+
+      a_k <- a_k * sum_m R[m, k f0] (mel[m] / sum_k' a_k' R[m, k' f0]) / sum_m R[m, k f0]
+
+  Started from a flat a, harmonics inside one wide mel band keep equal shares, and the narrow
+  low bands, which resolve single harmonics, set each harmonic's own amplitude.
+- Noise with expected |X_j|^p = S_j^p gives mel[m] = sum_j W[m, j] S_j^p, read back at the
+  band's centroid c_m as S^p(c_m) = mel[m] / sum_j W[m, j] and interpolated linearly between
+  centroids (`noise_envelope`), the ends held.
+
+Both assume the signal stationary over the analysis window; `wavenet.source` corrects what
+that leaves out (F0 glides, level changes) by analysis-by-synthesis.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torchaudio.functional as AF
+
+from wavenet.features import FeatureSpec
+
+__all__ = [
+    "OVERSAMPLE",
+    "bands_to_bins",
+    "bands_to_harmonics",
+    "harmonic_amplitudes",
+    "harmonic_response",
+    "linear_mel",
+    "mel_filterbank",
+    "noise_envelope",
+    "sinusoid_mel_response",
+    "stft_window",
+]
+
+OVERSAMPLE = 8  # grid points per FFT bin on which sinusoid_mel_response is tabulated
+
+
+def linear_mel(log_mel: torch.Tensor, spec: FeatureSpec) -> torch.Tensor:
+    """mel = max(exp(log_mel) - floor, 0): bands at the log floor read as exactly zero."""
+    return (log_mel.exp() - spec.log_floor).clamp(min=0)
+
+
+@functools.lru_cache(maxsize=8)
+def mel_filterbank(spec: FeatureSpec) -> torch.Tensor:
+    """W (n_mels, n_fft // 2 + 1): the filterbank `FeatureSpec.extract` applies."""
+    return AF.melscale_fbanks(
+        spec.n_fft // 2 + 1,
+        spec.f_min,
+        spec.f_max,
+        spec.n_mels,
+        spec.sample_rate,
+        spec.mel_norm,
+        spec.mel_scale,
+    ).T.contiguous()
+
+
+@functools.lru_cache(maxsize=8)
+def stft_window(spec: FeatureSpec) -> torch.Tensor:
+    """The periodic Hann window of win_length, centred in n_fft samples (n_fft,), as torch.stft."""
+    window = torch.hann_window(spec.win_length, dtype=torch.float64)
+    left = (spec.n_fft - spec.win_length) // 2
+    return torch.nn.functional.pad(window, (left, spec.n_fft - spec.win_length - left))
+
+
+@functools.lru_cache(maxsize=8)
+def _response_table(spec: FeatureSpec) -> torch.Tensor:
+    """R on a grid of OVERSAMPLE points per bin, 0 Hz to Nyquist: (grid, n_mels), float32.
+
+    Each grid frequency's unit cosine and sine are windowed and transformed; their |X|^p are
+    averaged (which differ only near 0 Hz and Nyquist, where the lobe meets its image).
+    """
+    grid = spec.n_fft // 2 * OVERSAMPLE + 1
+    freqs = torch.arange(grid, dtype=torch.float64) * spec.sample_rate / (spec.n_fft * OVERSAMPLE)
+    angle = 2 * torch.pi * freqs.unsqueeze(1) * torch.arange(spec.n_fft) / spec.sample_rate
+    window = stft_window(spec)
+    spectra = [
+        torch.fft.rfft(window * wave(angle)).abs() ** spec.power for wave in (torch.cos, torch.sin)
+    ]
+    magnitude = (spectra[0] + spectra[1]) / 2
+    return (magnitude @ mel_filterbank(spec).double().T).float()
+
+
+def sinusoid_mel_response(freqs: torch.Tensor, spec: FeatureSpec) -> torch.Tensor:
+    """R[..., m]: the (linear) mel of a unit-amplitude sinusoid at each frequency in Hz.
+
+    Args:
+        freqs (Tensor): Frequencies (...), Hz, in [0, sample_rate / 2].
+
+    Returns:
+        Tensor: (..., n_mels), linearly interpolated from a table 1/8 bin apart.
+    """
+    table = _response_table(spec).to(freqs.device)
+    position = (freqs.float() * (spec.n_fft * OVERSAMPLE / spec.sample_rate)).clamp(
+        0, len(table) - 1
+    )
+    below = position.floor().long().clamp(max=len(table) - 2)
+    weight = (position - below).unsqueeze(-1)
+    return table[below] * (1 - weight) + table[below + 1] * weight
+
+
+def harmonic_response(f0: torch.Tensor, spec: FeatureSpec, harmonics: int) -> torch.Tensor:
+    """R[m, k f0] of harmonics k = 1..K in each frame (B, frames, K, n_mels).
+
+    Zero in unvoiced frames and for harmonics at or above f_max (or Nyquist): the mel says
+    nothing about them.
+    """
+    k = torch.arange(1, harmonics + 1, device=f0.device, dtype=f0.dtype)
+    freqs = f0.unsqueeze(-1) * k  # (B, frames, K)
+    valid = (f0.unsqueeze(-1) > 0) & (freqs < min(spec.f_max, spec.sample_rate / 2))
+    response = sinusoid_mel_response(freqs.clamp(max=spec.sample_rate / 2), spec)
+    return response * valid.unsqueeze(-1)
+
+
+def bands_to_harmonics(values: torch.Tensor, response: torch.Tensor) -> torch.Tensor:
+    """Per-band values (B, n_mels, frames) read at each harmonic (B, K, frames), weighted
+    by how much of the harmonic each band sees: sum_m R[m, k f0] x_m / sum_m R[m, k f0]."""
+    weighted = torch.einsum("bfkm,bmf->bkf", response, values)
+    return weighted / response.sum(-1).transpose(1, 2).clamp(min=1e-20)
+
+
+def harmonic_amplitudes(
+    mel: torch.Tensor, response: torch.Tensor, power: float, iterations: int = 30
+) -> torch.Tensor:
+    """Amplitudes A_k of harmonics k = 1..K per frame, fitted to a linear mel (module docstring).
+
+    Args:
+        mel (Tensor): Linear mel (B, n_mels, frames), from `linear_mel`.
+        response (Tensor): The harmonics' responses (B, frames, K, n_mels), `harmonic_response`.
+        power (float): The mel's exponent p (spec.power): the fit is linear in a_k = A_k^p.
+        iterations (int): Multiplicative updates; 0 returns the flat start (ones where valid).
+
+    Returns:
+        Tensor: A (B, K, frames) >= 0, waveform amplitudes; 0 where the response is.
+    """
+    tiny = 1e-12 * mel.amax(1, keepdim=True).clamp(min=1e-20)
+    share = (response.sum(-1) > 0).to(mel.dtype).transpose(1, 2)
+    for _ in range(iterations):
+        predicted = torch.einsum("bfkm,bkf->bmf", response, share)
+        share = share * bands_to_harmonics(mel / (predicted + tiny), response)
+    return share.pow(1 / power)
+
+
+@functools.lru_cache(maxsize=8)
+def _band_centroids(spec: FeatureSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each band's centroid as a fractional FFT bin (n_mels,), and its weight sum (n_mels,)."""
+    bank = mel_filterbank(spec)
+    weight = bank.sum(-1)
+    centroid = (bank * torch.arange(bank.shape[-1])).sum(-1) / weight.clamp(min=1e-20)
+    return centroid, weight
+
+
+def bands_to_bins(values: torch.Tensor, spec: FeatureSpec) -> torch.Tensor:
+    """Per-band values (B, n_mels, frames) interpolated linearly between the bands'
+    centroids to every FFT bin (B, n_fft // 2 + 1, frames), the ends held; zero outside
+    [f_min, f_max], of which the mel says nothing."""
+    centroid = _band_centroids(spec)[0].to(values.device)
+    bins = torch.arange(spec.n_fft // 2 + 1, device=values.device, dtype=centroid.dtype)
+    upper = torch.searchsorted(centroid, bins).clamp(1, len(centroid) - 1)
+    lower = upper - 1
+    weight = ((bins - centroid[lower]) / (centroid[upper] - centroid[lower])).clamp(0, 1)
+    out = values[:, lower] * (1 - weight[:, None]) + values[:, upper] * weight[:, None]
+    hz = bins * (spec.sample_rate / spec.n_fft)
+    return out * ((hz >= spec.f_min) & (hz <= spec.f_max)).to(out.dtype)[:, None]
+
+
+def noise_envelope(mel: torch.Tensor, spec: FeatureSpec) -> torch.Tensor:
+    """Expected STFT magnitude S_j of noise with this mel, per FFT bin (module docstring).
+
+    Args:
+        mel (Tensor): Linear mel (B, n_mels, frames).
+
+    Returns:
+        Tensor: S (B, n_fft // 2 + 1, frames) >= 0.
+    """
+    weight = _band_centroids(spec)[1].to(mel.device)
+    level = mel / weight.clamp(min=1e-20).unsqueeze(-1)  # S^p at each centroid
+    return bands_to_bins(level, spec).clamp(min=0).pow(1 / spec.power)
