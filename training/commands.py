@@ -111,7 +111,8 @@ def _add_corpus(commands) -> None:
         "--sources",
         nargs="+",
         choices=sources,
-        help="default: all four; with --voices, the sources of the voices named",
+        metavar="SOURCE",
+        help="%(choices)s (default: all; with --voices, the sources of the voices named)",
     )
     corpus.add_argument(
         "--minutes", type=float, default=10.0, help="about this much from each synthesised source"
