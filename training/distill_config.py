@@ -33,6 +33,7 @@ LossWeights = create_model(
     "LossWeights",
     __base__=_Weights,
     __module__=__name__,
+    __doc__=_Weights.__doc__,
     **{
         term.name: (float, Field(term.default_weight, ge=0, description=term.description))
         for term in TERMS
