@@ -114,13 +114,12 @@ def _asterisk_problem(path: Path, inner: Path) -> str | None:
 def _asterisk_speakers(folders: set[str]) -> dict[str, str]:
     """Voice folder -> speaker: folders of one person (same sex and name) share the name of the
     first of them."""
-    speakers = {}
+    speakers, first_folder = {}, {}
     for folder in sorted(folders):
         match = _VOICE_FOLDER.fullmatch(folder)
-        person = (match["sex"], match["name"]) if match else folder
-        speakers[folder] = speakers.get(person, folder)
-        speakers.setdefault(person, folder)
-    return {folder: speakers[folder] for folder in folders}
+        person = (match["sex"], match["name"]) if match else (None, folder)
+        speakers[folder] = first_folder.setdefault(person, folder)
+    return speakers
 
 
 def index_klettres(root: Path = KLETTRES_ROOT) -> tuple[list[RecordedClip], list[Skip]]:
