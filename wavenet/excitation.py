@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from wavenet.features import FeatureSpec
 
 __all__ = [
+    "TWO_PI",
     "ExcitationSpec",
     "advance_phase",
     "check_f0",

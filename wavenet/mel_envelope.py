@@ -23,6 +23,7 @@ that leaves out (F0 glides, level changes) by analysis-by-synthesis.
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 import torchaudio.functional as AF
@@ -46,8 +47,9 @@ OVERSAMPLE = 8  # grid points per FFT bin on which sinusoid_mel_response is tabu
 
 
 def linear_mel(log_mel: torch.Tensor, spec: FeatureSpec) -> torch.Tensor:
-    """mel = max(exp(log_mel) - floor, 0): bands at the log floor read as exactly zero."""
-    return (log_mel.exp() - spec.log_floor).clamp(min=0)
+    """mel = exp(log_mel) - floor: bands at the log floor (within float rounding) read as 0."""
+    above = log_mel > math.log(spec.log_floor) + 1e-5
+    return torch.where(above, log_mel.exp() - spec.log_floor, 0.0).clamp(min=0)
 
 
 @functools.lru_cache(maxsize=8)

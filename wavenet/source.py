@@ -46,6 +46,7 @@ __all__ = [
     "companded_shift_scale",
     "filtered_noise",
     "harmonic_sum",
+    "noise_std",
     "training_free_parts",
     "white_noise",
 ]

@@ -1,0 +1,145 @@
+import math
+
+import pytest
+import torch
+
+from wavenet import mel_envelope, mulaw
+from wavenet.features import FeatureSpec
+from wavenet.source import (
+    HarmonicNoiseSource,
+    SourceConfig,
+    companded_shift_scale,
+    filtered_noise,
+    noise_std,
+    white_noise,
+)
+
+SPEC = FeatureSpec()
+RATE = SPEC.sample_rate
+
+
+def harmonic_signal(f0: float, amplitudes: list[float], seconds: float = 1.0) -> torch.Tensor:
+    """sum_k A_k sin(2 pi k f0 t + k^2): a steady voiced sound with a known spectrum."""
+    t = torch.arange(int(seconds * RATE), dtype=torch.float64) / RATE
+    waves = [a * torch.sin(2 * math.pi * k * f0 * t + k * k) for k, a in enumerate(amplitudes, 1)]
+    return torch.stack(waves).sum(0).float()
+
+
+def measured_amplitudes(x: torch.Tensor, f0: float, harmonics: int) -> torch.Tensor:
+    """Least-squares amplitude of each harmonic of `x` over its middle half (steady part)."""
+    middle = x[len(x) // 4 : 3 * len(x) // 4].double()
+    t = torch.arange(len(x) // 4, 3 * len(x) // 4, dtype=torch.float64) / RATE
+    k = torch.arange(1, harmonics + 1, dtype=torch.float64).unsqueeze(1)
+    basis = torch.cat([torch.sin(2 * math.pi * k * f0 * t), torch.cos(2 * math.pi * k * f0 * t)])
+    coefficients = torch.linalg.lstsq(basis.T, middle.unsqueeze(1)).solution[:, 0]
+    return torch.hypot(coefficients[:harmonics], coefficients[harmonics:]).float()
+
+
+@pytest.mark.parametrize("freq", [150.0, 1234.5, 5000.0])
+def test_sinusoid_response_is_the_mel_of_a_sinusoid(freq):
+    x = 0.3 * harmonic_signal(freq, [1.0])
+    mel = SPEC.extract(x).exp()[:, 10:-10].mean(-1)
+    predicted = 0.3 * mel_envelope.sinusoid_mel_response(torch.tensor(freq), SPEC)
+    assert (predicted - mel).abs().max() < 2e-3 * mel.max()
+
+
+def test_harmonic_fit_recovers_known_amplitudes():
+    """A steady 200 Hz voice, A_k = 0.2 / k up to 8 kHz: every A_k within 2 %."""
+    truth = torch.tensor([0.2 / k for k in range(1, 40)])
+    mel = mel_envelope.linear_mel(SPEC.extract(harmonic_signal(200.0, truth.tolist()))[None], SPEC)
+    f0 = torch.full((1, mel.shape[-1]), 200.0)
+    response = mel_envelope.harmonic_response(f0, SPEC, 48)
+    fitted = mel_envelope.harmonic_amplitudes(mel, response, SPEC.power, 30)[0, :, 30]
+    assert ((fitted[:39] - truth) / truth).abs().max() < 0.02
+    assert (fitted[40:] == 0).all()  # k f0 >= f_max: the mel says nothing
+
+
+def test_source_reproduces_the_harmonic_amplitudes():
+    """The source of a known 220 Hz voice (A_k = 0.3 / k): each of the first 12 harmonics
+    within 5 % of the truth, on top of the 10 % noise share in voiced frames."""
+    truth = [0.3 / k for k in range(1, 36)]
+    log_mel = SPEC.extract(harmonic_signal(220.0, truth))[None]
+    f0 = torch.full((1, log_mel.shape[-1]), 220.0)
+    with torch.no_grad():
+        out = HarmonicNoiseSource(SPEC)(
+            log_mel, f0, torch.zeros(1), torch.Generator().manual_seed(0)
+        )
+    made = measured_amplitudes(out.harmonic[0], 220.0, 12)
+    expected = torch.tensor(truth[:12])
+    assert ((made - expected) / expected).abs().max() < 0.05
+
+
+def test_source_is_silent_where_the_mel_is_at_the_log_floor():
+    frames = 40
+    log_mel = torch.full((1, SPEC.n_mels, frames), math.log(SPEC.log_floor))
+    loud = SPEC.extract(harmonic_signal(180.0, [0.2, 0.1, 0.05], seconds=1.0))[:, :frames]
+    log_mel[..., :10], log_mel[..., 30:] = loud[:, :10], loud[:, 30:]
+    f0 = torch.zeros(1, frames)
+    f0[:, :10], f0[:, 30:] = 180.0, 180.0
+    source = HarmonicNoiseSource(SPEC)
+    with torch.no_grad():
+        out = source(log_mel, f0, torch.zeros(1), torch.Generator().manual_seed(1))
+        silent = source(log_mel.clamp(max=math.log(SPEC.log_floor)), f0, torch.zeros(1))
+    hop = SPEC.hop_length
+    quiet = out.waveform[0, 13 * hop : 27 * hop]  # the floor frames, 3 frames from their ends
+    assert 20 * math.log10(float(quiet.pow(2).mean().sqrt()) + 1e-12) < -60
+    assert 20 * math.log10(float(out.waveform[0, : 8 * hop].pow(2).mean().sqrt())) > -40
+    assert (silent.waveform == 0).all()
+
+
+def test_filtered_noise_has_the_mel_and_the_std_it_is_given():
+    frames = 60
+    log_mel = SPEC.extract(
+        0.05 * torch.randn(1, frames * SPEC.hop_length, generator=torch.Generator().manual_seed(2))
+    )
+    mel = mel_envelope.linear_mel(log_mel, SPEC)
+    magnitude = mel_envelope.noise_envelope(mel, SPEC)
+    noise = filtered_noise(
+        magnitude, white_noise(1, frames, SPEC, torch.Generator().manual_seed(3)), SPEC
+    )
+    again = SPEC.extract(noise)[..., 4:-4]
+    assert (again - log_mel[..., 4:-4]).mean().abs() < 0.05  # no level bias
+    std = noise_std(magnitude, SPEC)[0, 4:-4].mean()
+    assert abs(float(noise[0].std() / std) - 1) < 0.05
+
+
+def test_source_is_deterministic_given_phase_and_generator():
+    log_mel = SPEC.extract(harmonic_signal(150.0, [0.2, 0.1], seconds=0.5))[None]
+    f0 = torch.full((1, log_mel.shape[-1]), 150.0)
+    f0[:, 10:20] = 0.0
+    source = HarmonicNoiseSource(SPEC, SourceConfig(refinements=1))
+    first, second, other = (
+        source(log_mel, f0, torch.tensor([0.5]), torch.Generator().manual_seed(seed)).waveform
+        for seed in (4, 4, 5)
+    )
+    assert torch.equal(first, second)
+    assert not torch.equal(first, other)
+
+
+def test_gradients_reach_the_learnable_gains():
+    log_mel = SPEC.extract(harmonic_signal(150.0, [0.2, 0.1, 0.05], seconds=0.5))[None]
+    f0 = torch.full((1, log_mel.shape[-1]), 150.0)
+    f0[:, 12:20] = 0.0  # unvoiced frames, so both noise gains are used
+    source = HarmonicNoiseSource(SPEC, SourceConfig(harmonics=8, refinements=1))
+    out = source(log_mel, f0, torch.zeros(1), torch.Generator().manual_seed(0))
+    out.companded.pow(2).sum().backward()
+    assert source.log_harmonic_gain.grad[:3].abs().min() > 0
+    assert source.log_noise_gain.grad.abs().min() > 0
+
+
+def test_companded_shift_and_scale():
+    log_mel = SPEC.extract(harmonic_signal(150.0, [0.2, 0.1], seconds=0.5))[None]
+    f0 = torch.full((1, log_mel.shape[-1]), 150.0)
+    with torch.no_grad():
+        out = HarmonicNoiseSource(SPEC, SourceConfig(refinements=0))(log_mel, f0, torch.zeros(1))
+    shift, scale = companded_shift_scale(out, floor=1e-4)
+    assert shift.shape == scale.shape == out.harmonic.shape
+    torch.testing.assert_close(shift, mulaw.compress(out.harmonic))
+    assert (scale >= 1e-4).all() and (scale > 1e-4).any()
+
+
+def test_mismatched_f0_is_rejected():
+    with pytest.raises(ValueError, match="does not match the mel"):
+        HarmonicNoiseSource(SPEC)(
+            torch.zeros(1, SPEC.n_mels, 10), torch.zeros(1, 9), torch.zeros(1)
+        )
