@@ -4,6 +4,7 @@ from conftest import tiny_student
 
 from training.bench import student_layout
 from wavenet import FeatureSpec, Student, flow_inference, mulaw
+from wavenet.excitation import ExcitationSpec
 from wavenet.flow_inference import prepare_flow
 from wavenet.student import sample_logistic
 
@@ -26,21 +27,32 @@ def randomised_student(**overrides) -> Student:
     ],
 )
 @pytest.mark.parametrize("batch", [1, 3])
-def test_prepared_flow_equals_the_reference_flow(upsample, widths, batch):
-    student = randomised_student(upsample=upsample, flow_layers=[4, 2], **widths)
-    mel = torch.randn(batch, 8, 5)
+@pytest.mark.parametrize("pitch", [None, "excitation", "source"])
+def test_prepared_flow_equals_the_reference_flow(upsample, widths, batch, pitch):
+    pitched = {} if pitch is None else {"excitation": ExcitationSpec(harmonics=2)}
+    if pitch == "source":
+        pitched["source"] = "harmonic"
+    student = randomised_student(upsample=upsample, flow_layers=[4, 2], **widths, **pitched)
+    mel = torch.randn(batch, 8, 5) - 3.0
     z = sample_logistic((batch, 5 * 16), torch.Generator().manual_seed(1))
+    f0 = torch.linspace(150.0, 300.0, 5).repeat(batch, 1) if pitch else None
+    phase = torch.linspace(0.5, 2.0, batch, dtype=torch.float64) if pitch else None
     cond = student.conditioning(mel)
     with torch.no_grad():
+        e, _ = student.excitation_signal(f0, phase, 5)
+        source = None if f0 is None else student.source_step(mel, f0, phase)
         conds = cond.split(student.flow_channels, 1)
         for flow, flow_cond in zip(student.flows, conds, strict=True):
-            want = flow(z, flow_cond)
-            got = prepare_flow(flow)(z, flow_cond)
+            want = flow(z, flow_cond, e)
+            got = prepare_flow(flow)(z, flow_cond, e)
             for mine, reference in zip(got, want, strict=True):
                 torch.testing.assert_close(mine, reference, rtol=0, atol=1e-5)
         prepared = [prepare_flow(flow) for flow in student.flows]
         torch.testing.assert_close(
-            student.sample(z, cond, prepared), student.flow(z, cond)[0], rtol=0, atol=1e-5
+            student.sample(z, cond, prepared, e, source),
+            student.flow(z, cond, e, source)[0],
+            rtol=0,
+            atol=1e-5,
         )
 
 
@@ -70,9 +82,9 @@ def test_a_batch_split_into_groups_gives_what_one_pass_gives(monkeypatch):
     sizes = []
     original = flow_inference.PreparedFlow.__call__
 
-    def spy(self, x, cond):
+    def spy(self, x, cond, excitation=None):
         sizes.append(x.shape[0])
-        return original(self, x, cond)
+        return original(self, x, cond, excitation)
 
     monkeypatch.setattr(flow_inference.PreparedFlow, "__call__", spy)
     grouped = student.generate(mel, generator=torch.Generator().manual_seed(6))

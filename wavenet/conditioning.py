@@ -12,7 +12,10 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+from wavenet.excitation import ExcitationSpec
+from wavenet.excitation_conditioning import pitch_excitation
 from wavenet.features import FeatureSpec
+from wavenet.pitch import PitchSpec
 
 __all__ = [
     "ConditionedModel",
@@ -35,6 +38,14 @@ class ConditioningConfig(BaseModel):
         default_factory=list, description="Speaker names, index = id; empty: single speaker."
     )
     speaker_dim: int = Field(16, gt=0, description="Size of the speaker embedding.")
+    excitation: ExcitationSpec | None = Field(
+        None, description="The harmonic excitation added to every gate; None: mel only."
+    )
+    # Filled in from the prepared corpus by training, like the speakers; F0 sent to a
+    # pitch-aware model should come from this tracker (or a predictor trained on it).
+    pitch: PitchSpec | None = Field(
+        None, description="Tracker settings of the F0 the model was trained on."
+    )
 
     @model_validator(mode="after")
     def _check_conditioning(self) -> ConditioningConfig:
@@ -42,6 +53,11 @@ class ConditioningConfig(BaseModel):
             raise ValueError("speaker names must be unique")
         if self.cond_kernel_size % 2 != 1:
             raise ValueError(f"cond_kernel_size must be odd, got {self.cond_kernel_size}")
+        if self.excitation and self.pitch and self.pitch.f0_max > self.excitation.f0_max:
+            raise ValueError(
+                f"pitch.f0_max {self.pitch.f0_max:g} Hz is above excitation.f0_max "
+                f"{self.excitation.f0_max:g} Hz: the tracker's F0 would be refused"
+            )
         return self
 
 
@@ -278,3 +294,16 @@ class ConditionedModel(nn.Module):
     def conditioning_context(self) -> int:
         """Mel frames each side of a frame that its conditioning depends on."""
         return self.conditioner.context
+
+    def excitation_signal(
+        self,
+        f0: torch.Tensor | None,
+        phase: torch.Tensor | None,
+        frames: int | None = None,
+        start: int = 0,
+        stop: int | None = None,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """This model's excitation e of frames [start, stop) and the phase it ends on;
+        (None, None) for a mel-only model (`wavenet.excitation_conditioning.pitch_excitation`)."""
+        spec = self.config.excitation
+        return pitch_excitation(self.spec, spec, f0, phase, frames, start, stop)

@@ -11,7 +11,9 @@ passes over memory (profiled on CPU: `Student.stream` uses it there):
 - The gate uses tanh(a) = 2 sigmoid(2 a) - 1: one in-place sigmoid over both halves (the
   filter rows of the weights are doubled once, when the flow is prepared), then
   z / 2 = (sigmoid(2 a) - 1/2) sigmoid(b); the factor 2 is folded into the 1x1 weights.
-- Frame-rate conditioning is added by broadcasting each frame over its hop.
+- Frame-rate conditioning is added by broadcasting each frame over its hop; the excitation e
+  (a pitch-aware flow) is laid out once like the stream and each layer adds its share with
+  one matrix product (U_layer e, filter rows doubled).
 - Sums accumulate in place: skips += W_skip z; h = sqrt(1/2) (h + W_res z + b_res).
 - A large batch runs in groups of items whose buffers fit `PASS_BYTES`, so that each pass
   works in cache (items are independent, so grouping changes no output).
@@ -55,6 +57,8 @@ class PreparedBlock:
         skip_weight (Tensor): 2 W_skip (skip, gate).
         residual_weight (Tensor | None): 2 sqrt(1/2) W_res (C, gate); None for a last block.
         residual_bias (Tensor | None): sqrt(1/2) b_res (C, 1).
+        excitation_weight (Tensor | None): The layer's share of the excitation projection
+            (2 * gate, 2H + 1), filter rows doubled; None for a mel-only flow.
     """
 
     taps: list[torch.Tensor]
@@ -64,6 +68,7 @@ class PreparedBlock:
     skip_weight: torch.Tensor
     residual_weight: torch.Tensor | None
     residual_bias: torch.Tensor | None
+    excitation_weight: torch.Tensor | None = None
 
 
 @dataclass
@@ -89,16 +94,24 @@ class PreparedFlow:
     gate_channels: int
 
     def bytes_per_sample(self, dtype: torch.dtype) -> int:
-        """Bytes of working buffers per sample of one item (stream, gates, skips, head)."""
+        """Bytes of working buffers per sample of one item (stream, gates, skips, head, e)."""
         rows = self.input_weight.shape[0] + 2 * self.gate_channels + self.skip_bias.shape[0] + 2
+        excitation_weight = self.blocks[0].excitation_weight
+        rows += 0 if excitation_weight is None else excitation_weight.shape[1]
         return rows * torch.empty((), dtype=dtype).element_size()
 
     @torch.no_grad()
-    def __call__(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, x: torch.Tensor, cond: torch.Tensor, excitation: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, T) -> mu (B, T), log_s (B, T), as `FlowWaveNet.forward` computes them.
 
-        cond is (B, layers * 2 * gate, T or F): every layer's conditioning, stacked.
+        cond is (B, layers * 2 * gate, T or F): every layer's conditioning, stacked;
+        excitation is e (B, 2H + 1, T) for a pitch-aware flow, None for a mel-only one.
         """
+        pitch_aware = self.blocks[0].excitation_weight is not None
+        if (excitation is None) == pitch_aware:
+            raise ValueError("a pitch-aware flow needs the excitation e, a mel-only one none")
         batch, length = x.shape
         pad = max(block.context for block in self.blocks)
         span = pad + length
@@ -115,11 +128,14 @@ class PreparedFlow:
         skips = x.new_zeros(self.skip_bias.shape[0], live)
         layer_conds = cond.chunk(len(self.blocks), dim=1)
         out = gates[:, pad:]
+        e_stream = None if excitation is None else _lay_out(excitation.to(x.dtype), pad)
         for block, layer_cond in zip(self.blocks, layer_conds, strict=True):
             # Two products of `gate` rows each, not one of 2 * gate: measured faster on CPU.
             for rows in (slice(0, gate), slice(gate, 2 * gate)):
                 dilated_conv(block, stream, out[rows], pad, rows)
             add_gate_conditioning(gates.view(2 * gate, batch, span)[:, :, pad:], layer_cond)
+            if e_stream is not None:
+                out.addmm_(block.excitation_weight, e_stream[:, pad:])
             torch.sigmoid_(out)
             half_z = out[:gate].sub_(0.5).mul_(out[gate:])
             skips.addmm_(block.skip_weight, half_z)
@@ -135,12 +151,23 @@ class PreparedFlow:
         return mu, log_s
 
 
+def _lay_out(e: torch.Tensor, pad: int) -> torch.Tensor:
+    """e (B, E, T) as one (E, B * (pad + T)) buffer, each item after `pad` zero columns, the
+    residual stream's layout."""
+    batch, channels, length = e.shape
+    laid = e.new_zeros(channels, batch, pad + length)
+    laid[:, :, pad:] = e.transpose(0, 1)
+    return laid.view(channels, -1)
+
+
 @torch.no_grad()
 def sample_flows(
     flows: Sequence[PreparedFlow],
     z: torch.Tensor,
     conds: Sequence[torch.Tensor],
     log_scale_min: float,
+    excitation: torch.Tensor | None = None,
+    source: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """The student's x (B, T) from noise z (B, T): x <- x * s_k + mu_k through every flow.
 
@@ -149,14 +176,23 @@ def sample_flows(
         z (Tensor): Logistic noise (B, T).
         conds (Sequence[Tensor]): Each flow's stacked conditioning (B, channels, T or F).
         log_scale_min (float): Floor of each log s_k.
+        excitation (Tensor | None): e (B, 2H + 1, T), read by every flow of a pitch-aware
+            student.
+        source (tuple | None): (mu_src, log_s_src), each (B, T): a first affine step before
+            the flows, for a student with a source.
     """
     per_item = max(flow.bytes_per_sample(z.dtype) for flow in flows) * z.shape[-1]
     group = max(1, PASS_BYTES // per_item)
     parts = []
     for start in range(0, z.shape[0], group):
-        x = z[start : start + group]
+        items = slice(start, start + group)
+        x = z[items]
+        if source is not None:
+            shift, log_scale = source
+            x = torch.addcmul(shift[items], x, log_scale[items].clamp(min=log_scale_min).exp())
+        e = None if excitation is None else excitation[items]
         for flow, cond in zip(flows, conds, strict=True):
-            mu, log_s = flow(x, cond[start : start + group])
+            mu, log_s = flow(x, cond[items], e)
             x = torch.addcmul(mu, x, log_s.clamp_(min=log_scale_min).exp_())
         parts.append(x)
     return parts[0] if len(parts) == 1 else torch.cat(parts)
@@ -207,7 +243,9 @@ def add_gate_conditioning(gates: torch.Tensor, cond: torch.Tensor) -> None:
 def prepare_flow(flow: nn.Module) -> PreparedFlow:
     """Arrange a `FlowWaveNet`'s weights for `PreparedFlow` (cheap: a few small tensors)."""
     blocks = []
-    for block in flow.blocks:
+    if flow.excitation is not None:  # every layer's rows, stacked in layer order
+        excitations = flow.excitation.weight[:, :, 0].chunk(len(flow.blocks))
+    for index, block in enumerate(flow.blocks):
         conv = block.conv
         gate = conv.out_channels // 2
         doubling = torch.ones(2 * gate, 1, dtype=conv.weight.dtype, device=conv.weight.device)
@@ -216,6 +254,9 @@ def prepare_flow(flow: nn.Module) -> PreparedFlow:
         if block.residual is not None:
             residual_weight = 2 * SQRT_HALF * block.residual.weight[:, :, 0]
             residual_bias = SQRT_HALF * block.residual.bias[:, None]
+        excitation_weight = None
+        if flow.excitation is not None:
+            excitation_weight = doubling * excitations[index]
         blocks.append(
             PreparedBlock(
                 taps=[doubling * conv.weight[:, :, tap] for tap in range(conv.kernel_size[0])],
@@ -225,6 +266,7 @@ def prepare_flow(flow: nn.Module) -> PreparedFlow:
                 skip_weight=2.0 * block.skip.weight[:, :, 0],
                 residual_weight=residual_weight,
                 residual_bias=residual_bias,
+                excitation_weight=excitation_weight,
             )
         )
     return PreparedFlow(

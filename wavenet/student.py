@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
 from wavenet import mulaw
 from wavenet.conditioning import ConditionedModel, ConditioningConfig
+from wavenet.excitation import advance_phase
 from wavenet.features import FeatureSpec
+from wavenet.flow import FlowWaveNet, sample_logistic
 from wavenet.flow_inference import PreparedFlow, prepare_flow, sample_flows
-from wavenet.layers import shift_right
-from wavenet.stack import ResidualStack, StackConfig, weight_flops
+from wavenet.source import HarmonicNoiseSource
+from wavenet.source_flow import source_shift_scale
+from wavenet.stack import StackConfig
 
 __all__ = ["FlowWaveNet", "Student", "StudentConfig", "sample_logistic"]
 
@@ -43,12 +46,23 @@ class StudentConfig(ConditioningConfig):
         "interpolate: the teacher's learned interpolation (smoother, more memory).",
     )
     log_scale_min: float = Field(-7.0, description="Floor of each flow's log s (ClariNet).")
-    initial_scale: float = Field(0.05, gt=0, description="s_tot at initialisation.")
+    initial_scale: float = Field(
+        0.05, gt=0, description="s_tot at initialisation (without a source; see `source`)."
+    )
+    source: Literal["harmonic"] | None = Field(
+        None,
+        description="harmonic: a first affine step x = z s_src + compress(harmonic) from the "
+        "harmonic-plus-noise source (wavenet.source; needs excitation), the WaveNet flows "
+        "after it starting as the identity, so the untrained student is that synthesis; "
+        "None: the WaveNet flows alone, starting at s_tot = initial_scale.",
+    )
 
     @model_validator(mode="after")
     def _check_flows(self) -> StudentConfig:
         if any(layers <= 0 for layers in self.flow_layers):
             raise ValueError("every flow needs at least one layer")
+        if self.source and self.excitation is None:
+            raise ValueError(f"source {self.source!r} needs an excitation (its F0 and phase)")
         return self
 
     @property
@@ -57,55 +71,14 @@ class StudentConfig(ConditioningConfig):
         return [StackConfig.of(self, layers=layers) for layers in self.flow_layers]
 
 
-def sample_logistic(shape, generator=None, device=None, eps: float = 1e-6) -> torch.Tensor:
-    """z ~ Logistic(0, 1): z = log u - log(1 - u), u ~ Uniform(eps, 1 - eps)."""
-    u = torch.rand(shape, generator=generator, device=device) * (1 - 2 * eps) + eps
-    return torch.log(u) - torch.log1p(-u)
-
-
-class FlowWaveNet(nn.Module):
-    """One flow: a causal WaveNet from x^(k-1)_<t to (mu_k, log s_k) at every t.
-
-    Args:
-        stack (StackConfig): Layout of the flow's residual stack.
-        initial_log_scale (float): log s_k at initialisation (the output layer starts at zero
-            weight, so every flow starts as a fixed affine map).
-    """
-
-    def __init__(self, stack: StackConfig, initial_log_scale: float):
-        super().__init__()
-        self.input = nn.Conv1d(1, stack.residual_channels, 1)
-        self.blocks = ResidualStack(stack)
-        self.output = nn.Conv1d(stack.skip_channels, 2, 1)
-        nn.init.zeros_(self.output.weight)
-        with torch.no_grad():
-            self.output.bias.copy_(torch.tensor([0.0, initial_log_scale]))
-
-    @property
-    def receptive_field(self) -> int:
-        """Samples of x^(k-1) (this one and those before it) that shape one (mu, log s)."""
-        return self.blocks.config.receptive_field
-
-    @property
-    def flops_per_sample(self) -> int:
-        """FLOPs of one sample: the input, the residual stack and the (mu, log s) head."""
-        return weight_flops(self.input, self.blocks, self.output)
-
-    def forward(
-        self, x: torch.Tensor, cond: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, T) -> mu (B, T), log_s (B, T), each depending on x[:, :t] only.
-
-        cond is (B, layers * 2 * gate, T or F): every layer's conditioning, stacked.
-        """
-        h = self.input(shift_right(x.unsqueeze(1)))
-        skips, _ = self.blocks(h, () if cond is None else (cond,))
-        mu, log_s = self.output(F.relu(skips)).unbind(dim=1)
-        return mu, log_s
-
-
 class Student(ConditionedModel):
     """Parallel WaveNet: K inverse autoregressive flows sharing one mel conditioner.
+
+    A pitch-aware student (config.excitation) adds the harmonic excitation e to every flow's
+    gates; with config.source, a first affine step from the harmonic-plus-noise source comes
+    before the flows: x^(0) = z s_src + mu_src, where (mu_src, log s_src) depend on the mel
+    and F0 only, so the composed map stays one logistic per step and log|det| stays
+    sum_t log s_tot,t.
 
     Args:
         config (StudentConfig): Architecture.
@@ -119,8 +92,13 @@ class Student(ConditionedModel):
         flow_channels = [stack.cond_channels for stack in stacks]
         super().__init__(config, spec, sum(flow_channels), config.upsample == "interpolate")
         self.flow_channels = flow_channels
-        initial = math.log(config.initial_scale) / len(stacks)
-        self.flows = nn.ModuleList(FlowWaveNet(stack, initial) for stack in stacks)
+        # After a source, every flow starts as the identity (mu = 0, log s = 0): the untrained
+        # student is the source's synthesis, not a scaled-down copy of it.
+        initial = 0.0 if config.source else math.log(config.initial_scale) / len(stacks)
+        self.flows = nn.ModuleList(
+            FlowWaveNet(stack, initial, config.excitation) for stack in stacks
+        )
+        self.source = HarmonicNoiseSource(spec) if config.source == "harmonic" else None
 
     @property
     def receptive_field(self) -> int:
@@ -130,7 +108,7 @@ class Student(ConditionedModel):
     @property
     def flops_per_sample(self) -> int:
         """FLOPs of one output sample through every flow (the mel conditioning runs at frame
-        rate, hop times more rarely, and is left out)."""
+        rate, hop times more rarely, and is left out, as is the source's sine synthesis)."""
         return sum(flow.flops_per_sample for flow in self.flows)
 
     def conditioning(
@@ -147,38 +125,75 @@ class Student(ConditionedModel):
         return self.conditioner(mel, speaker, mel_lengths)
 
     def flow(
-        self, z: torch.Tensor, cond: torch.Tensor
+        self,
+        z: torch.Tensor,
+        cond: torch.Tensor,
+        excitation: torch.Tensor | None = None,
+        source: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Run the flows on noise z (B, T) with stacked conditioning from `conditioning`.
+
+        Args:
+            z (Tensor): Logistic(0, 1) noise (B, T).
+            cond (Tensor): Stacked mel conditioning (B, sum of flow channels, T or F).
+            excitation (Tensor | None): e (B, 2H + 1, T) of a pitch-aware student.
+            source (tuple | None): The source's (mu_src, log_s_src), each (B, T), of a
+                student with a source (`source_step`).
 
         Returns:
             tuple: x (B, T) companded, mu_tot (B, T), log_s_tot (B, T); x = z * s_tot + mu_tot
             and (mu_tot, log_s_tot)[t] depend on z[:, :t] only.
         """
-        x = z
-        mu_tot = torch.zeros_like(z)
-        log_s_tot = torch.zeros_like(z)
+        composed = (z, torch.zeros_like(z), torch.zeros_like(z))
+        if source is not None:
+            composed = self._affine(*composed, *source)
         for flow, flow_cond in zip(self.flows, cond.split(self.flow_channels, dim=1), strict=True):
-            mu, log_s = flow(x, flow_cond)
-            log_s = log_s.clamp(min=self.config.log_scale_min)
-            scale = torch.exp(log_s)
-            x = x * scale + mu
-            mu_tot = mu_tot * scale + mu
-            log_s_tot = log_s_tot + log_s
-        return x, mu_tot, log_s_tot
+            composed = self._affine(*composed, *flow(composed[0], flow_cond, excitation))
+        return composed
+
+    def _affine(self, x, mu_tot, log_s_tot, mu, log_s):
+        """One affine step x <- x s + mu, folded into (mu_tot, log_s_tot), log s floored."""
+        log_s = log_s.clamp(min=self.config.log_scale_min)
+        scale = torch.exp(log_s)
+        return x * scale + mu, mu_tot * scale + mu, log_s_tot + log_s
 
     def sample(
-        self, z: torch.Tensor, cond: torch.Tensor, prepared: list[PreparedFlow] | None = None
+        self,
+        z: torch.Tensor,
+        cond: torch.Tensor,
+        prepared: list[PreparedFlow] | None = None,
+        excitation: torch.Tensor | None = None,
+        source: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """The companded audio x (B, T) of `flow`, alone; with `prepared` flows (made by
         `prepare_flow`, no gradients), through their faster evaluation of the same function."""
         if prepared is None:
-            return self.flow(z, cond)[0]
+            return self.flow(z, cond, excitation, source)[0]
         conds = cond.split(self.flow_channels, dim=1)
-        return sample_flows(prepared, z, conds, self.config.log_scale_min)
+        return sample_flows(prepared, z, conds, self.config.log_scale_min, excitation, source)
+
+    def source_step(
+        self,
+        mel: torch.Tensor,
+        f0: torch.Tensor,
+        phase: torch.Tensor | None,
+        start: int = 0,
+        stop: int | None = None,
+        mel_lengths: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The source's (mu_src, log_s_src) for frames [start, stop), each (B, samples), from
+        the phase before frame `start`; None without a source (`source_shift_scale`)."""
+        if self.source is None:
+            return None
+        return source_shift_scale(self.source, mel, f0, phase, start, stop, mel_lengths)
 
     def forward(
-        self, z: torch.Tensor, mel: torch.Tensor, speaker: torch.Tensor | None = None
+        self,
+        z: torch.Tensor,
+        mel: torch.Tensor,
+        speaker: torch.Tensor | None = None,
+        f0: torch.Tensor | None = None,
+        phase: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Transform logistic noise into companded audio.
 
@@ -186,6 +201,8 @@ class Student(ConditionedModel):
             z (Tensor): Logistic(0, 1) noise (B, T), T = frames * hop_length.
             mel (Tensor): Log-mel frames (B, n_mels, frames).
             speaker (Tensor | None): Speaker ids (B,), or None.
+            f0 (Tensor | None): F0 (B, frames) in Hz, 0 = unvoiced: a pitch-aware student's.
+            phase (Tensor | None): Initial phase of its excitation (B,), radians; None = 0.
 
         Returns:
             tuple: audio_companded (B, T), mu_tot (B, T), log_s_tot (B, T).
@@ -195,7 +212,10 @@ class Student(ConditionedModel):
                 f"z must be (B, frames * hop) = (B, {self.spec.samples_for(mel.shape[-1])}), "
                 f"got {tuple(z.shape)}"
             )
-        return self.flow(z, self.conditioning(mel, speaker))
+        cond = self.conditioning(mel, speaker)
+        e, _ = self.excitation_signal(f0, phase, mel.shape[-1])
+        source = self.source_step(mel, f0, phase)
+        return self.flow(z, cond, e, source)
 
     @torch.no_grad()
     def generate(
@@ -208,7 +228,7 @@ class Student(ConditionedModel):
         """Audio from mel in parallel: (B, n_mels, frames) -> (B, frames * hop) in [-1, 1].
 
         `temperature` scales the noise z (0 gives mu_tot, the most likely waveform);
-        `**options` are those of `stream`.
+        `**options` are those of `stream` (a pitch-aware student needs `f0`).
         """
         return torch.cat(list(self.stream(mel, speaker, temperature, **options)), dim=-1)
 
@@ -221,14 +241,21 @@ class Student(ConditionedModel):
         mel_lengths: torch.Tensor | None = None,
         frames_per_chunk: int = 64,
         generator: torch.Generator | None = None,
+        f0: torch.Tensor | None = None,
+        phase: torch.Tensor | None = None,
     ) -> Iterator[torch.Tensor]:
         """Audio in chunks of `frames_per_chunk` frames, equal to one whole-utterance pass.
 
         The noise for the whole utterance is drawn first, and the conditioning at frame rate
         (hop times smaller); each chunk is recomputed from `ceil((receptive_field - 1) / hop)`
-        frames before it, its conditioning brought to the flows' rate for that window alone,
-        so every output sample sees exactly the noise and conditioning it would see in one
-        pass, while memory stays bounded by the chunk size.
+        frames before it, its conditioning (and excitation and source) brought to the flows'
+        rate for that window alone, so every output sample sees exactly the noise and
+        conditioning it would see in one pass, while memory and work stay bounded by the
+        chunk size. The excitation's phase runs on from window to window:
+
+            frames   | ... | first        start        stop | next first ... next stop |
+            window         [==== context ==|=== chunk ===)
+            phase          phi(first) --advance--> phi(next first)
 
         Args:
             mel (Tensor): Log-mel frames (B, n_mels, frames).
@@ -237,6 +264,9 @@ class Student(ConditionedModel):
             mel_lengths (Tensor | None): Real frames per item of a zero-padded batch (B,).
             frames_per_chunk (int): Frames per yielded chunk.
             generator (torch.Generator | None): Random source on the model's device.
+            f0 (Tensor | None): F0 (B, frames) in Hz, 0 = unvoiced: a pitch-aware student's
+                (in a padded batch, 0 in the padding).
+            phase (Tensor | None): The excitation's initial phase (B,), radians; None = 0.
 
         Yields:
             Tensor: Audio in [-1, 1] (B, chunk_frames * hop_length).
@@ -247,6 +277,9 @@ class Student(ConditionedModel):
             raise ValueError(f"frames_per_chunk must be positive, got {frames_per_chunk}")
         frames, bias = self.conditioner.project(mel, speaker, mel_lengths)
         batch, num_frames = mel.shape[0], mel.shape[-1]
+        self.excitation_signal(f0, phase, num_frames, 0, 0)  # every check, before any work
+        if f0 is not None and phase is None:
+            phase = torch.zeros(batch, dtype=torch.float64, device=f0.device)
         hop = self.spec.hop_length
         device = self.flows[0].input.weight.device
         z = sample_logistic((batch, num_frames * hop), generator, device) * temperature
@@ -258,5 +291,9 @@ class Student(ConditionedModel):
             stop = min(start + frames_per_chunk, num_frames)
             first = max(start - context, 0)
             window = self.conditioner.window(frames, bias, first, stop)
-            x = self.sample(z[:, first * hop : stop * hop], window, prepared)
+            e, _ = self.excitation_signal(f0, phase, num_frames, first, stop)
+            source = self.source_step(mel, f0, phase, first, stop, mel_lengths)
+            x = self.sample(z[:, first * hop : stop * hop], window, prepared, e, source)
             yield mulaw.expand(x[:, (start - first) * hop :]).clamp(-1.0, 1.0)
+            if f0 is not None:
+                phase = advance_phase(f0, self.spec, phase, first, max(stop - context, 0))

@@ -15,6 +15,7 @@ from torch import nn
 
 from wavenet import mulaw
 from wavenet.conditioning import ConditionedModel, ConditioningConfig
+from wavenet.excitation_conditioning import ExcitationProjection, check_excitation
 from wavenet.features import FeatureSpec
 from wavenet.layers import ConvQueue, shift_right
 from wavenet.stack import ResidualStack, StackConfig, weight_flops
@@ -52,7 +53,8 @@ class TeacherCache:
 
 
 class Teacher(ConditionedModel):
-    """Autoregressive WaveNet with mel (local) and speaker (global) conditioning.
+    """Autoregressive WaveNet with mel (local) and speaker (global) conditioning, and with
+    the harmonic excitation e at sample rate when the config has one (pitch-aware).
 
     Args:
         config (TeacherConfig): Architecture.
@@ -66,6 +68,11 @@ class Teacher(ConditionedModel):
         super().__init__(config, spec, stack.cond_channels)
         self.input = nn.Conv1d(1, config.residual_channels, 1)
         self.blocks = ResidualStack(stack)
+        self.excitation = (
+            ExcitationProjection(config.excitation, stack.cond_channels)
+            if config.excitation
+            else None
+        )
         self.head = nn.Sequential(
             nn.ReLU(),
             nn.Conv1d(config.skip_channels, config.skip_channels, 1),
@@ -80,15 +87,20 @@ class Teacher(ConditionedModel):
 
     @property
     def flops_per_sample(self) -> int:
-        """FLOPs of one generated sample: the input, the residual stack and the output head
-        (the mel conditioning runs at frame rate, hop times more rarely, and is left out)."""
-        return weight_flops(self.input, self.blocks, self.head)
+        """FLOPs of one generated sample: the input, the residual stack, the excitation's
+        projection and the output head (the mel conditioning runs at frame rate, hop times
+        more rarely, and is left out)."""
+        per_sample = [self.input, self.blocks, self.head, self.excitation]
+        return weight_flops(*(module for module in per_sample if module is not None))
 
     def forward(
         self,
         audio: torch.Tensor,
         mel: torch.Tensor | None = None,
         speaker: torch.Tensor | None = None,
+        f0: torch.Tensor | None = None,
+        phase: torch.Tensor | None = None,
+        excitation: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits of every sample given the samples before it.
 
@@ -97,29 +109,52 @@ class Teacher(ConditionedModel):
             mel (Tensor | None): Log-mel frames (B, n_mels, frames); None for no local
                 conditioning (an unconditional model).
             speaker (Tensor | None): Speaker ids (B,), or None for no speaker term.
+            f0 (Tensor | None): F0 (B, frames) in Hz, 0 = unvoiced: a pitch-aware model's.
+            phase (Tensor | None): Initial phase of its excitation (B,), radians; None = 0.
+            excitation (Tensor | None): A prebuilt e (B, 2H + 1, >= T) instead of (f0, phase).
 
         Returns:
             Tensor: Logits over the 256 mu-law classes (B, 256, T); logits[..., t] depend on
             audio[:, :t] only.
         """
-        return self.forward_companded(mulaw.compress(audio), mel, speaker)
+        companded = mulaw.compress(audio)
+        return self.forward_companded(companded, mel, speaker, f0, phase, excitation)
 
     def forward_companded(
         self,
         companded: torch.Tensor,
         mel: torch.Tensor | None = None,
         speaker: torch.Tensor | None = None,
+        f0: torch.Tensor | None = None,
+        phase: torch.Tensor | None = None,
+        excitation: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """`forward` on audio already in the companded domain (B, T), as a student emits it."""
         self._check_inputs(companded, mel)
         length = companded.shape[-1]
         if mel is not None:
-            cond = self.conditioner(mel, speaker)[..., :length]
+            conds = [self.conditioner(mel, speaker)[..., :length]]
         else:
-            cond = self.conditioner.speaker_bias(speaker)
+            bias = self.conditioner.speaker_bias(speaker)
+            conds = [] if bias is None else [bias]
+        e = self._excitation(companded, mel, f0, phase, excitation)
+        if e is not None:
+            conds.append(self.excitation(e[..., :length]))
         h = self.input(shift_right(companded.unsqueeze(1)))
-        skips, _ = self.blocks(h, () if cond is None else (cond,))
+        skips, _ = self.blocks(h, conds)
         return self.head(skips)
+
+    def _excitation(self, companded, mel, f0, phase, excitation) -> torch.Tensor | None:
+        """The prebuilt e, checked, or e built from (f0, phase); None for a mel-only model."""
+        if excitation is None:
+            frames = None if mel is None else mel.shape[-1]
+            return self.excitation_signal(f0, phase, frames)[0]
+        if self.excitation is None:
+            raise ValueError("this model has no excitation (mel only): it takes no excitation")
+        if f0 is not None or phase is not None:
+            raise ValueError("give either f0 and phase or a prebuilt excitation, not both")
+        check_excitation(excitation, self.config.excitation, *companded.shape)
+        return excitation
 
     def _check_inputs(self, companded: torch.Tensor, mel: torch.Tensor | None) -> None:
         if companded.dim() != 2:
@@ -141,19 +176,30 @@ class Teacher(ConditionedModel):
         queues = self.blocks.new_queues(batch_size, device=param.device, dtype=param.dtype)
         return TeacherCache(queues, torch.zeros(batch_size, device=param.device, dtype=param.dtype))
 
-    def step(self, cond: torch.Tensor | None, cache: TeacherCache) -> torch.Tensor:
+    def step(
+        self,
+        cond: torch.Tensor | None,
+        cache: TeacherCache,
+        excitation: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Logits of the next sample from the cached past: O(layers) work, not O(receptive field).
 
         Args:
             cond (Tensor | None): This step's conditioning (B, layers * 2 * gate_channels, 1),
                 or None for an unconditional model.
             cache (TeacherCache): State; the caller sets `cache.previous` to the sample drawn.
+            excitation (Tensor | None): This step's e (B, 2H + 1, 1) for a pitch-aware model.
 
         Returns:
             Tensor: Logits (B, 256).
         """
+        conds = [] if cond is None else [cond]
+        if (excitation is None) != (self.excitation is None):
+            raise ValueError("a pitch-aware model needs e at every step, a mel-only one none")
+        if excitation is not None:
+            conds.append(self.excitation(excitation))
         h = self.input(cache.previous.view(-1, 1, 1))
-        skips, _ = self.blocks(h, () if cond is None else (cond,), cache.queues)
+        skips, _ = self.blocks(h, conds, cache.queues)
         return self.head(skips)[..., 0]
 
     @torch.no_grad()
@@ -170,7 +216,8 @@ class Teacher(ConditionedModel):
             mel (Tensor | None): Log-mel frames (B, n_mels, frames), or None (unconditional).
             speaker (Tensor | None): Speaker ids (B,), or None.
             temperature (float): Softmax temperature; 0 takes the most likely class.
-            **options: `length`, `mel_lengths`, `frames_per_chunk`, `generator`, as in `stream`.
+            **options: `length`, `mel_lengths`, `frames_per_chunk`, `generator`, `f0`,
+                `phase`, as in `stream`.
 
         Returns:
             Tensor: Audio in [-1, 1] (B, frames * hop_length), or (B, length) without a mel.
@@ -187,6 +234,8 @@ class Teacher(ConditionedModel):
         mel_lengths: torch.Tensor | None = None,
         frames_per_chunk: int = 16,
         generator: torch.Generator | None = None,
+        f0: torch.Tensor | None = None,
+        phase: torch.Tensor | None = None,
     ) -> Iterator[torch.Tensor]:
         """Sample audio in chunks of `frames_per_chunk * hop_length` samples, as they are made.
 
@@ -200,6 +249,9 @@ class Teacher(ConditionedModel):
                 if it were alone, and its audio is valid up to mel_lengths * hop_length.
             frames_per_chunk (int): Frames per chunk (bounds the conditioning kept in memory).
             generator (torch.Generator | None): Random source on the model's device.
+            f0 (Tensor | None): F0 (B, frames) in Hz for a pitch-aware model (with a mel).
+            phase (Tensor | None): Its excitation's initial phase (B,); None = 0. Each chunk's
+                e starts from the phase the previous one ended on.
 
         Yields:
             Tensor: Audio in [-1, 1] (B, chunk_samples); together frames * hop_length samples.
@@ -209,6 +261,8 @@ class Teacher(ConditionedModel):
         if mel is None:
             if length is None or length <= 0:
                 raise ValueError("without a mel, give a positive length")
+            if self.excitation is not None:
+                raise ValueError("a pitch-aware teacher generates from a mel and its f0")
             batch = 1 if speaker is None else speaker.shape[0]
             frames, bias = None, self.conditioner.speaker_bias(speaker)
             chunk = frames_per_chunk * self.spec.hop_length
@@ -218,7 +272,7 @@ class Teacher(ConditionedModel):
             batch, num_frames = mel.shape[0], mel.shape[-1]
             frames, bias = self.conditioner.project(mel, speaker, mel_lengths)
             spans = [
-                (start, start + frames_per_chunk)
+                (start, min(start + frames_per_chunk, num_frames))
                 for start in range(0, num_frames, frames_per_chunk)
             ]
         cache = self.new_cache(batch)
@@ -228,11 +282,15 @@ class Teacher(ConditionedModel):
             else:
                 cond = self.conditioner.window(frames, bias, start, stop)
                 conds = [cond[..., t : t + 1] for t in range(cond.shape[-1])]
+            mel_frames = None if mel is None else mel.shape[-1]
+            e, phase = self.excitation_signal(f0, phase, mel_frames, start, stop)
+            e = None if e is None else e.to(cache.previous)
             classes = torch.empty(
                 batch, len(conds), dtype=torch.long, device=self.input.weight.device
             )
             for t, step_cond in enumerate(conds):
-                drawn = _sample(self.step(step_cond, cache), temperature, generator)
+                step_e = None if e is None else e[..., t : t + 1]
+                drawn = _sample(self.step(step_cond, cache, step_e), temperature, generator)
                 cache.previous = mulaw.class_centres(drawn).to(cache.previous.dtype)
                 classes[:, t] = drawn
             yield mulaw.decode(classes)
