@@ -8,11 +8,19 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_teacher_config, write_tone
+from conftest import DATA, tiny_teacher_config, write_tone
 
 from training import metrics
 from training.dataset import load_prepared
-from training.evaluate import griffin_lim, load_clips, markdown_table, teacher_nll
+from training.evaluate import (
+    evaluate,
+    griffin_lim,
+    load_clips,
+    load_splits,
+    markdown_table,
+    teacher_nll,
+)
+from training.prepare import prepare
 from wavenet import Teacher, load_model, save_model
 from wavenet.cli import main
 
@@ -73,13 +81,50 @@ def test_evaluate_writes_a_report_with_both_rows_and_finite_numbers(
             # A metric is a finite number, or missing with a note saying why.
             label = name.split("_")[0].upper()
             assert (row[name] is not None and math.isfinite(row[name])) or any(
-                note.startswith(label) for note in report["notes"]
+                note.startswith(f"{row['split']}: {label}") for note in report["notes"]
             ), (name, report["notes"])
     baseline, synthesis = report["rows"][1], report["rows"][0]
     assert baseline["log_mel_l1"] < synthesis["log_mel_l1"], "noise from an untrained model"
     table = capsys.readouterr().out
-    assert "| system | NLL (bits/sample) | log-mel L1 | MR-STFT | PESQ-WB | STOI |" in table
+    header = "| split | system | NLL (bits/sample) | log-mel L1 | MR-STFT | PESQ-WB | STOI |"
+    assert header in table and "| val | teacher copy synthesis |" in table
+    assert report["splits"]["val"]["utterances"] == report["nll_utterances"]
+    assert "the corpus has no unseen speaker" in " ".join(report["notes"])
     assert table == markdown_table(report) + "\n"
+
+
+def test_evaluate_scores_seen_and_unseen_speakers_apart(tmp_path_factory, tmp_path):
+    config = tmp_path / "prepare.yaml"
+    config.write_text("unseen_speakers: [slt]\nval_fraction: 0.25\n")
+    data = tmp_path_factory.mktemp("unseen") / "prepared"
+    prepare(DATA / "corpus", data, config)
+    corpus = load_prepared(data)
+    torch.manual_seed(0)
+    teacher = Teacher(tiny_teacher_config(speakers=corpus.speakers), corpus.spec)
+    model = save_model(teacher, tmp_path / "teacher")
+    splits = load_splits(data, corpus.spec, corpus.speakers)
+    assert list(splits) == ["val", "unseen"]
+    assert {clip.id for clip in splits["unseen"]} == {u.entry.id for u in corpus.unseen}
+    assert all(clip.speaker is None and clip.speaker_name == "slt" for clip in splits["unseen"])
+    assert all(clip.speaker is not None for clip in splits["val"])
+    report = evaluate(model, data, tmp_path / "report.json", max_seconds=1, clips=1)
+    assert [(row["split"], row["system"]) for row in report["rows"]] == [
+        ("val", "teacher copy synthesis"),
+        ("val", "Griffin-Lim (32 it.)"),
+        ("unseen", "teacher copy synthesis"),
+        ("unseen", "Griffin-Lim (32 it.)"),
+    ]
+    unseen = report["splits"]["unseen"]
+    assert (unseen["utterances"], unseen["speakers"]) == (3, ["slt"])
+    assert unseen["nll_bits_per_sample"] == pytest.approx(
+        teacher_nll(load_model(model), splits["unseen"], torch.device("cpu"))
+    )
+    assert report["splits"]["val"]["speakers"] == sorted({u.speaker for u in corpus.val})
+    assert report["nll_bits_per_sample"] == report["splits"]["val"]["nll_bits_per_sample"]
+    assert [clip["split"] for clip in report["clips"]] == ["val", "unseen"]
+    table = markdown_table(report)
+    assert "| unseen | teacher copy synthesis |" in table
+    assert "- unseen: speakers kept out of training; 3 utterance(s) of slt" in table
 
 
 def test_evaluate_scores_a_folder_of_audio_files(tiny_model, tmp_path):

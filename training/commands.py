@@ -141,12 +141,16 @@ def _add_prepare(commands) -> None:
         "prepare",
         help="resample, trim, normalise and cache features of a speech corpus for training",
         description="Read an LJSpeech layout, a VCTK-like layout (a folder per speaker) or a "
-        "folder of wav/flac/ogg, and write audio/mel .npy files, manifest.jsonl with a seeded "
-        "held-out split, and report.json listing every dropped file.",
+        "folder of wav/flac/ogg, and write audio/mel/F0 .npy files, manifest.jsonl with a "
+        "seeded held-out split of the training speakers and a speaker kept out of training "
+        "(unseen), and report.json listing every dropped file and each speaker's minutes "
+        "and F0.",
     )
     prep.add_argument("data", help="corpus folder")
     prep.add_argument("out", help="output folder")
-    prep.add_argument("--config", help="YAML PrepareConfig (feature spec, thresholds)")
+    prep.add_argument(
+        "--config", help="YAML PrepareConfig (feature spec, pitch tracker, unseen speakers)"
+    )
     prep.add_argument("--val-fraction", type=float, help="held-out share (default 0.05)")
     prep.add_argument("--seed", type=int, help="seed of the held-out split (default 0)")
     prep.set_defaults(handler=_prepare)
@@ -225,9 +229,11 @@ def _add_evaluate(commands) -> None:
     evaluate = commands.add_parser(
         "evaluate",
         help="held-out NLL and copy-synthesis scores, with a Griffin-Lim baseline row",
-        description="Score a model on the held-out utterances of a prepared corpus (or on the "
-        "audio files of a folder): teacher NLL in bits per sample (or, for a student given "
-        "--teacher, its KL to the teacher in nats per sample), and log-mel L1, "
+        description="Score a model on each held-out split of a prepared corpus, named in the "
+        "report: the training speakers' held-out utterances (val) and the speakers kept out "
+        "of training (unseen); or on the audio files of a folder. Teacher NLL in bits per "
+        "sample (or, for a student given --teacher, its KL to the teacher in nats per "
+        "sample), and log-mel L1, "
         "multi-resolution STFT distance, PESQ (16 kHz) and STOI of copy synthesis and of "
         "Griffin-Lim from the same mels. A pitch predictor is scored instead against the "
         "tracker's F0 on each held-out split (seen speakers, unseen speaker): voicing error, "

@@ -1,5 +1,10 @@
 """Evaluation (`wavenet evaluate`): held-out NLL, and copy synthesis against a Griffin-Lim row.
 
+Each held-out split (`training.eval_clips`: the training speakers' held-out utterances,
+"val", and the speakers kept out of training, "unseen") is scored on its own, and every row
+and clip of the report names its split; the synthesis time budget is shared equally
+between the splits.
+
 Copy synthesis vocodes the real mels of a few held-out clips and scores the audio against
 the real waveform. Teacher sampling takes one network step per sample, so all clips are
 sampled together in one zero-padded batch, and sampling stops when `max_seconds` is spent;
@@ -15,23 +20,20 @@ from __future__ import annotations
 import json
 import math
 import time
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from training import metrics
 from training.config import ConfigError
-from training.dataset import crop, load_prepared
-from training.dataset_format import DatasetError
+from training.eval_clips import Clip, load_clips, load_splits
 from training.evaluate_pitch import evaluate_pitch, pitch_table
+from training.griffin_lim import GRIFFIN_LIM_ITERATIONS, griffin_lim
 from training.sampling import vocode
+from training.splits import SPLIT_DESCRIPTIONS
 from wavenet import mulaw
-from wavenet.audio import AUDIO_SUFFIXES, load_audio
 from wavenet.checkpoint import atomic_write_bytes, load_model, read_config
 from wavenet.features import FeatureSpec
 
@@ -40,12 +42,12 @@ __all__ = [
     "evaluate",
     "griffin_lim",
     "load_clips",
+    "load_splits",
     "markdown_table",
     "score",
     "teacher_nll",
 ]
 
-GRIFFIN_LIM_ITERATIONS = 32
 KL_FRAMES = 64  # about 1 s at hop 256: the student's and teacher's context many times over
 COLUMNS = (
     ("nll_bits_per_sample", "NLL (bits/sample)"),
@@ -55,47 +57,6 @@ COLUMNS = (
     ("pesq_wb", "PESQ-WB"),
     ("stoi", "STOI"),
 )
-
-
-@dataclass
-class Clip:
-    """A held-out utterance: waveform (frames * hop,), log-mel (n_mels, frames), speaker id."""
-
-    id: str
-    audio: np.ndarray
-    mel: torch.Tensor
-    speaker: int | None
-
-
-def load_clips(data: Path, spec: FeatureSpec, speakers: list[str]) -> tuple[list[Clip], str]:
-    """Held-out clips of a prepared corpus, or every audio file of a folder.
-
-    Speakers are matched to the model's by name; unknown ones get no speaker (None).
-
-    Returns:
-        tuple: The clips, and where they came from ("val", "train", or "folder").
-    """
-    if (data / "manifest.jsonl").is_file():
-        corpus = load_prepared(data)
-        if corpus.spec != spec:
-            raise DatasetError(f"{data}: its feature spec differs from the model's")
-        split = "val" if corpus.val else "train"
-        clips = []
-        for utterance in corpus.val or corpus.train:
-            audio, mel = crop(utterance, 0, utterance.frames, spec)
-            name = corpus.speakers[utterance.speaker_id]
-            speaker = speakers.index(name) if name in speakers else None
-            clips.append(Clip(utterance.entry.id, audio, torch.from_numpy(mel), speaker))
-        return clips, split
-    files = sorted(p for p in data.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
-    if not files:
-        raise DatasetError(f"{data}: neither a prepared corpus nor a folder of audio files")
-    clips = []
-    for path in files:
-        audio = load_audio(path, spec.sample_rate)
-        audio = F.pad(audio, (0, spec.samples_for(spec.frames_for(len(audio))) - len(audio)))
-        clips.append(Clip(path.stem, audio.numpy(), spec.extract(audio), None))
-    return clips, "folder"
 
 
 @torch.no_grad()
@@ -157,43 +118,6 @@ def student_kl(
     return held_out_kl(model, teacher, items, device)
 
 
-def griffin_lim(mel: torch.Tensor, spec: FeatureSpec, seed: int = 0) -> np.ndarray:
-    """Waveform (frames * hop,) from a log-mel (n_mels, frames) by Griffin-Lim, 32 iterations.
-
-    The mel is inverted to a linear magnitude with the spec's own filterbank (librosa's
-    non-negative least squares), then phases are estimated. librosa centres frame i on
-    sample i * hop; `FeatureSpec.extract` centres it on i * hop + hop / 2, so the result is
-    delayed by hop / 2 to line up with the real audio.
-    """
-    import librosa
-
-    stft = librosa.feature.inverse.mel_to_stft(
-        np.exp(mel.double().numpy()),
-        sr=spec.sample_rate,
-        n_fft=spec.n_fft,
-        power=spec.power,
-        fmin=spec.f_min,
-        fmax=spec.f_max,
-        htk=spec.mel_scale == "htk",
-        norm=spec.mel_norm,
-    )
-    length = spec.samples_for(mel.shape[-1])
-    with warnings.catch_warnings():
-        # A clip cut short by the time budget can be shorter than one FFT; librosa warns,
-        # and still returns the right number of samples.
-        warnings.filterwarnings("ignore", message="n_fft=.* is too large", category=UserWarning)
-        audio = librosa.griffinlim(
-            stft,
-            n_iter=GRIFFIN_LIM_ITERATIONS,
-            hop_length=spec.hop_length,
-            win_length=spec.win_length,
-            n_fft=spec.n_fft,
-            random_state=seed,
-        )
-    delayed = np.concatenate([np.zeros(spec.hop_length // 2), audio, np.zeros(length)])
-    return delayed[:length].astype(np.float32)
-
-
 def score(reference: np.ndarray, estimate: np.ndarray, spec: FeatureSpec) -> tuple[dict, list]:
     """All audio metrics of one clip, and notes on any that did not apply."""
     rate = spec.sample_rate
@@ -251,54 +175,52 @@ def evaluate(
     device: torch.device | str = "cpu",
     teacher: str | Path | None = None,
 ) -> dict:
-    """Score a model and write the report as JSON to `out`; a pitch predictor gets the
-    report of `training.evaluate_pitch` instead.
+    """Score a model on each held-out split and write the report as JSON to `out`; a pitch
+    predictor gets the report of `training.evaluate_pitch` instead.
 
     Args:
+        max_seconds (float): Synthesis time budget, shared equally between the splits.
+        clips (int): Clips synthesised per split.
         teacher (str | Path | None): For a student, its teacher's checkpoint: adds the
             student's KL to the teacher on the held-out clips.
 
     Returns:
-        dict: The report: nll_bits_per_sample (teachers only), kl_to_teacher (students given
-        a teacher: kl, cross_entropy, entropy in nats per sample), rows (copy synthesis and
-        Griffin-Lim, each with log_mel_l1, mrstft, pesq_wb, stoi), clips, notes.
+        dict: The report: splits (per split: description, utterances, speakers,
+        nll_bits_per_sample, nll_utterances, kl_to_teacher), rows (per split, copy synthesis
+        and Griffin-Lim, each with split, system, log_mel_l1, mrstft, pesq_wb, stoi and the
+        split's NLL and KL), clips (with their split), notes. split, nll_bits_per_sample,
+        nll_utterances and kl_to_teacher repeat the first split's (the training speakers').
     """
     if read_config(model_dir)["kind"] == "pitch":
         return evaluate_pitch(model_dir, data, out, device)
     started = time.monotonic()
-    model = load_model(model_dir, device=torch.device(device))
-    spec = model.spec
-    pool, split = load_clips(Path(data), spec, list(getattr(model.config, "speakers", [])))
-    notes = ["the corpus has no held-out split: scored on train utterances"] * (split == "train")
-    nll = teacher_nll(model, pool, torch.device(device)) if model.kind == "teacher" else None
-    kl = student_kl(model, teacher, pool, torch.device(device)) if teacher else None
-    chosen = pool[: max(clips, 1)]
-    # The teacher makes one sample per step, so small chunks keep close to the budget; the
-    # student recomputes a receptive field of context per chunk, so it wants large ones.
-    chunk = 2 if model.kind == "teacher" else 64
-    mels, speakers = [clip.mel for clip in chosen], [clip.speaker for clip in chosen]
-    sequential = model.kind == "teacher"
-    made = vocode(model, mels, speakers, max_seconds, frames_per_chunk=chunk, one_thread=sequential)
-    scores = score_clips(chosen, made, spec)
+    device = torch.device(device)
+    model = load_model(model_dir, device=device)
+    speakers = list(getattr(model.config, "speakers", []))
+    splits = load_splits(Path(data), model.spec, speakers)
+    budget = max_seconds / len(splits)
+    scored = {
+        name: score_split(model, name, pool, device, budget, clips, teacher)
+        for name, pool in splits.items()
+    }
+    first = next(iter(scored.values()))
     report = {
         "model": str(model_dir),
         "kind": model.kind,
         "data": str(data),
-        "split": split,
-        "sample_rate": spec.sample_rate,
-        "nll_bits_per_sample": nll,
-        "nll_utterances": len(pool) if nll is not None else 0,
-        "kl_to_teacher": kl,
-        "rows": [
-            {
-                **_mean_row(f"{model.kind} copy synthesis", scores["model"]),
-                "nll_bits_per_sample": nll,
-                "kl_nats_per_sample": None if kl is None else kl["kl"],
-            },
-            _mean_row(f"Griffin-Lim ({GRIFFIN_LIM_ITERATIONS} it.)", scores["griffin_lim"]),
-        ],
-        "clips": scores["clips"],
-        "notes": notes + scores["notes"],
+        "split": next(iter(scored)),
+        "splits": {
+            name: {
+                "description": SPLIT_DESCRIPTIONS[name],
+                **{key: result[key] for key in SPLIT_KEYS},
+            }
+            for name, result in scored.items()
+        },
+        "sample_rate": model.spec.sample_rate,
+        **{key: first[key] for key in ("nll_bits_per_sample", "nll_utterances", "kl_to_teacher")},
+        "rows": [row for result in scored.values() for row in result["rows"]],
+        "clips": [clip for result in scored.values() for clip in result["clips"]],
+        "notes": _notes(splits) + [note for result in scored.values() for note in result["notes"]],
         "max_seconds": max_seconds,
         "elapsed_seconds": round(time.monotonic() - started, 2),
     }
@@ -306,8 +228,70 @@ def evaluate(
     return report
 
 
+SPLIT_KEYS = ("utterances", "speakers", "nll_bits_per_sample", "nll_utterances", "kl_to_teacher")
+
+
+def score_split(
+    model: nn.Module,
+    split: str,
+    pool: list[Clip],
+    device: torch.device,
+    max_seconds: float,
+    clips: int,
+    teacher: str | Path | None,
+) -> dict:
+    """NLL (teachers), KL to `teacher` (students given one) and copy synthesis of one split.
+
+    Returns:
+        dict: utterances, speakers (their names, where known), nll_bits_per_sample,
+        nll_utterances, kl_to_teacher, rows and clips (each naming `split`), notes.
+    """
+    nll = teacher_nll(model, pool, device) if model.kind == "teacher" else None
+    kl = student_kl(model, teacher, pool, device) if teacher else None
+    chosen = pool[: max(clips, 1)]
+    # The teacher makes one sample per step, so small chunks keep close to the budget; the
+    # student recomputes a receptive field of context per chunk, so it wants large ones.
+    chunk = 2 if model.kind == "teacher" else 64
+    mels, speakers = [clip.mel for clip in chosen], [clip.speaker for clip in chosen]
+    sequential = model.kind == "teacher"
+    made = vocode(model, mels, speakers, max_seconds, frames_per_chunk=chunk, one_thread=sequential)
+    scores = score_clips(chosen, made, model.spec)
+    return {
+        "utterances": len(pool),
+        "speakers": sorted({clip.speaker_name for clip in pool if clip.speaker_name}),
+        "nll_bits_per_sample": nll,
+        "nll_utterances": len(pool) if nll is not None else 0,
+        "kl_to_teacher": kl,
+        "rows": [
+            {
+                "split": split,
+                **_mean_row(f"{model.kind} copy synthesis", scores["model"]),
+                "nll_bits_per_sample": nll,
+                "kl_nats_per_sample": None if kl is None else kl["kl"],
+            },
+            {
+                "split": split,
+                **_mean_row(f"Griffin-Lim ({GRIFFIN_LIM_ITERATIONS} it.)", scores["griffin_lim"]),
+            },
+        ],
+        "clips": [{"split": split, **clip} for clip in scores["clips"]],
+        "notes": [f"{split}: {note}" for note in scores["notes"]],
+    }
+
+
+def _notes(splits: dict[str, list[Clip]]) -> list[str]:
+    """What the report could not score as asked."""
+    notes = []
+    if "train" in splits:
+        notes.append("the corpus has no held-out split: scored on train utterances")
+    if "folder" not in splits and "unseen" not in splits:
+        notes.append("the corpus has no unseen speaker: only the training speakers were scored")
+    return notes
+
+
 def markdown_table(report: dict) -> str:
-    """The report's rows as a markdown table, with its notes below.
+    """The report's rows as a markdown table, one row per split and system, then what each
+    split holds and the notes.
 
     The KL column appears only in reports that scored a student against its teacher.
     """
@@ -316,14 +300,20 @@ def markdown_table(report: dict) -> str:
     scored_kl = report.get("kl_to_teacher") is not None
     columns = [c for c in COLUMNS if scored_kl or c[0] != "kl_nats_per_sample"]
     lines = [
-        "| system | " + " | ".join(title for _, title in columns) + " |",
-        "|---" * (len(columns) + 1) + "|",
+        "| split | system | " + " | ".join(title for _, title in columns) + " |",
+        "|---" * (len(columns) + 2) + "|",
     ]
     for row in report["rows"]:
         cells = ["n/a" if row.get(key) is None else f"{row[key]:.3f}" for key, _ in columns]
-        lines.append(f"| {row['system']} | " + " | ".join(cells) + " |")
+        split = row.get("split", report["split"])
+        lines.append(f"| {split} | {row['system']} | " + " | ".join(cells) + " |")
     seconds = sum(clip["seconds"] for clip in report["clips"])
     lines.append("")
+    for name, split in report.get("splits", {}).items():
+        speakers = ", ".join(split["speakers"]) or "unknown"
+        lines.append(
+            f"- {name}: {split['description']}; {split['utterances']} utterance(s) of {speakers}"
+        )
     lines.append(f"{len(report['clips'])} clip(s), {seconds:.2f} s of audio synthesised.")
     lines += [f"- {note}" for note in report["notes"]]
     return "\n".join(lines)

@@ -11,7 +11,21 @@ from __future__ import annotations
 
 import random
 
-__all__ = ["MIN_UNSEEN_SPEAKERS", "MIN_UNSEEN_UTTERANCES", "held_out_ids", "unseen_speakers"]
+__all__ = [
+    "MIN_UNSEEN_SPEAKERS",
+    "MIN_UNSEEN_UTTERANCES",
+    "SPLIT_DESCRIPTIONS",
+    "held_out_ids",
+    "unseen_speakers",
+]
+
+# What each split a report names measures ("train" and "folder" stand in when there is none).
+SPLIT_DESCRIPTIONS = {
+    "val": "held-out utterances of the training speakers",
+    "unseen": "speakers kept out of training",
+    "train": "training utterances (the corpus holds none of its speakers' out)",
+    "folder": "audio files, speakers unknown to the model",
+}
 
 # With fewer speakers, keeping one out would leave one voice (or none) to train on.
 MIN_UNSEEN_SPEAKERS = 3
