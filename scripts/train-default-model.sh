@@ -13,7 +13,8 @@
 #                              speech is used whole); SOURCES: corpus sources (default: all);
 #                              VOICES: flite/festival voices (default: all at 16 kHz or more;
 #                              naming voices without SOURCES makes a corpus of those voices)
-#   TEACHER_CONFIG, CLASSIFIER_CONFIG, STUDENT_CONFIG: YAML files (shipped ones by default)
+#   PREPARE_CONFIG, TEACHER_CONFIG, CLASSIFIER_CONFIG, STUDENT_CONFIG: YAML files (shipped
+#       ones by default; the prepare config names the speaker kept out of training)
 #   TEACHER_STEPS, CLASSIFIER_STEPS, STUDENT_STEPS: stop after this many steps (default: the
 #       config's); a later run with a higher number continues the same run. A stage's state
 #       is copied to $OUT/runs when it stops at its limit, so size the limits to the time
@@ -29,6 +30,7 @@ OUT=${OUT:-models/default}
 MINUTES=${MINUTES:-10}
 SOURCES=${SOURCES:-}
 VOICES=${VOICES:-}
+PREPARE_CONFIG=${PREPARE_CONFIG:-training/configs/prepare.yaml}
 TEACHER_CONFIG=${TEACHER_CONFIG:-training/configs/teacher.yaml}
 CLASSIFIER_CONFIG=${CLASSIFIER_CONFIG:-training/configs/classifier.yaml}
 STUDENT_CONFIG=${STUDENT_CONFIG:-training/configs/student_cpu.yaml}
@@ -65,8 +67,9 @@ if [[ ! -f $WORK/corpus/manifest.csv ]]; then
     "$WAVENET" corpus "$WORK/corpus" --minutes "$MINUTES" ${SOURCES:+--sources $SOURCES} \
         ${VOICES:+--voices $VOICES}
 fi
-if [[ ! -f $WORK/prepared/manifest.jsonl ]]; then
-    "$WAVENET" prepare "$WORK/corpus" "$WORK/prepared"
+# A folder prepared before F0 was tracked (no pitch_spec.json) is prepared again.
+if [[ ! -f $WORK/prepared/manifest.jsonl || ! -f $WORK/prepared/pitch_spec.json ]]; then
+    "$WAVENET" prepare "$WORK/corpus" "$WORK/prepared" --config "$PREPARE_CONFIG"
 fi
 
 train train-teacher teacher "${TEACHER_STEPS:-}" \
