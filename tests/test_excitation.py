@@ -12,6 +12,7 @@ from wavenet.excitation import (
     frame_centre,
     frame_to_samples,
     initial_phase,
+    interpolate_voiced,
     sample_phase,
 )
 from wavenet.features import FeatureSpec
@@ -147,3 +148,36 @@ def test_bad_f0_is_rejected_by_name(f0, message):
         check_f0(f0, f0_max=ExcitationSpec().f0_max)
     with pytest.raises(ValueError, match="3 frames, the mel has 4"):
         check_f0(torch.ones(1, 3), frames=4)
+
+
+def reference_interpolation(values, voiced, hop, centre):
+    """interpolate_voiced's definition, sample by sample."""
+    frames = len(values)
+    out, flags = [], []
+    for t in range(frames * hop):
+        p = (t - centre) / hop
+        left = min(max(math.floor(p), 0), frames - 1)
+        right = min(left + 1, frames - 1)
+        w = min(max(p - math.floor(p), 0.0), 1.0) if 0 <= p < frames - 1 else 0.0
+        nearest = min(max(math.floor(p + 0.5), 0), frames - 1)
+        if voiced[left] and voiced[right]:
+            value = (1 - w) * values[left] + w * values[right]
+        else:
+            value = values[left] if voiced[left] else values[right]
+        flags.append(float(voiced[nearest]))
+        out.append(value * flags[-1])
+    return torch.tensor(out, dtype=torch.float64), torch.tensor(flags, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("centre", [4.0, 3.5, 0.0, 8.0])
+def test_interpolation_matches_its_definition_sample_by_sample(centre):
+    generator = torch.Generator().manual_seed(int(centre * 2))
+    values = torch.rand(3, 12, generator=generator, dtype=torch.float64)
+    voiced = torch.rand(3, 12, generator=generator) > 0.4
+    got, v = interpolate_voiced(values, voiced, 8, centre)
+    for item in range(3):
+        want, flags = reference_interpolation(
+            values[item].tolist(), voiced[item].tolist(), 8, centre
+        )
+        torch.testing.assert_close(got[item], want, atol=1e-12, rtol=0)
+        torch.testing.assert_close(v[item], flags)

@@ -121,22 +121,41 @@ def interpolate_voiced(
     if squeeze:
         values = values.unsqueeze(1)
     batch, _, frames = values.shape
-    if voiced.shape != (batch, frames):
-        raise ValueError(f"voiced must be {(batch, frames)}, got {tuple(voiced.shape)}")
+    if voiced.shape != (batch, frames) or frames == 0:
+        raise ValueError(f"voiced must be {(batch, frames)}, frames > 0; got {tuple(voiced.shape)}")
     centre = hop_length / 2 if centre is None else centre
-    samples = torch.arange(frames * hop_length, device=values.device, dtype=torch.float64)
-    position = (samples - centre) / hop_length
-    left = position.floor().clamp(0, frames - 1).long()
-    right = (left + 1).clamp(max=frames - 1)
-    weight = (position - left).clamp(0, 1).to(values.dtype)
-    nearest = (position + 0.5).floor().clamp(0, frames - 1).long()
-    v_left, v_right, v_near = voiced[:, left], voiced[:, right], voiced[:, nearest]
-    x_left, x_right = values[..., left], values[..., right]
-    both = (v_left & v_right).unsqueeze(1)
-    one = torch.where(v_left.unsqueeze(1), x_left, x_right)
-    out = torch.where(both, x_left + weight * (x_right - x_left), one)
-    out = out * v_near.unsqueeze(1).to(out.dtype)
-    return (out.squeeze(1) if squeeze else out), v_near.to(values.dtype)
+    if not 0 <= centre <= hop_length:
+        raise ValueError(f"frame centre {centre} must lie within the first hop block")
+    # Pair j spans the centres of frames j - 1 and j (ends held: frame -1 = 0, F = F - 1);
+    # each end takes its own value if voiced, else the other end's.
+    padded = torch.cat([values[..., :1], values, values[..., -1:]], -1)
+    voicing = torch.cat([voiced[:, :1], voiced, voiced[:, -1:]], -1).unsqueeze(1)
+    pair_left = torch.where(voicing[..., :-1], padded[..., :-1], padded[..., 1:])
+    pair_right = torch.where(voicing[..., 1:], padded[..., 1:], padded[..., :-1])
+    # Sample s of block i sits at p = i + (s - centre) / hop: in pair i + floor(.) + 1, and
+    # nearest to frame i + round(.); both offsets are a few runs of s, so each run is a slice.
+    position = (torch.arange(hop_length, dtype=torch.float64) - centre) / hop_length
+    weight = (position - position.floor()).to(device=values.device, dtype=values.dtype)
+    out = []
+    for offset, run in _runs(position.floor().long() + 1):
+        left = pair_left[..., offset : offset + frames, None]
+        right = pair_right[..., offset : offset + frames, None]
+        out.append(left + weight[run] * (right - left))
+    flags = [
+        voicing[..., offset : offset + frames, None].expand(-1, -1, -1, run.stop - run.start)
+        for offset, run in _runs((position + 0.5).floor().long() + 1)
+    ]
+    v = torch.cat(flags, -1).reshape(batch, 1, -1).to(values.dtype)
+    out = torch.cat(out, -1).reshape(*values.shape[:2], -1) * v
+    return (out.squeeze(1) if squeeze else out), v[:, 0]
+
+
+def _runs(offsets: torch.Tensor) -> list[tuple[int, slice]]:
+    """(value, slice) of each run of equal values in a non-decreasing 1-D tensor."""
+    values, counts = torch.unique_consecutive(offsets, return_counts=True)
+    ends = counts.cumsum(0).tolist()
+    starts = [0, *ends[:-1]]
+    return [(int(v), slice(a, b)) for v, a, b in zip(values.tolist(), starts, ends, strict=True)]
 
 
 def frame_to_samples(

@@ -61,7 +61,8 @@ class SourceConfig(BaseModel):
 
     # 128 harmonics reach 8 kHz from an F0 of 62.5 Hz; lower voices lose only their top band.
     harmonics: int = Field(128, ge=1, description="K: harmonics fitted to the mel and summed.")
-    iterations: int = Field(30, ge=0, description="Multiplicative updates of the harmonic fit.")
+    # scripts/measure_source.py: 10 and 30 score the same once the refinements follow.
+    iterations: int = Field(10, ge=0, description="Multiplicative updates of the harmonic fit.")
     # scripts/measure_source.py: 0 -> 3 rounds lifts PESQ-WB by ~0.6; 6 adds little more.
     refinements: int = Field(3, ge=0, description="Analysis-by-synthesis correction rounds.")
     # Measured with scripts/measure_source.py: 0.1 scores above 0.03 and 0.3.
@@ -104,16 +105,30 @@ def harmonic_sum(
     centre = frame_centre(spec)
     f0_t, _ = frame_to_samples(f0, spec.hop_length, centre)
     phi, _ = sample_phase(f0_t, spec.sample_rate, phase)
-    out = torch.zeros_like(f0_t, dtype=amplitudes.dtype)
-    # Blocks of harmonics keep the (B, K, T) amplitude tensor small on long utterances.
-    for first in range(0, amplitudes.shape[1], 16):
+    unit = torch.ones_like(phi, dtype=amplitudes.dtype)
+    step = torch.polar(unit, phi.to(amplitudes.dtype))  # e^{i phi}
+    nyquist, highest = spec.sample_rate / 2, float(f0.max())
+    out = torch.zeros_like(unit)
+    # e^{i k phi} by rotating e^{i (k - 1) phi} by e^{i phi}, re-seeded from the float64
+    # phase every 16 harmonics (float32 rounding stays near 1e-6); harmonics that are zero
+    # in every frame are skipped, and blocks of 16 keep the (B, K, T) amplitudes small.
+    for first in range(0, _last_nonzero_harmonic(amplitudes), 16):
         block = amplitudes[:, first : first + 16]
         amp_t, _ = interpolate_voiced(block, f0 > 0, spec.hop_length, centre)
-        k = torch.arange(first + 1, first + 1 + block.shape[1], device=phi.device).view(1, -1, 1)
-        angle = torch.remainder(k * phi.unsqueeze(1), 2 * math.pi).to(amplitudes.dtype)
-        audible = k * f0_t.unsqueeze(1) < spec.sample_rate / 2
-        out = out + (amp_t * audible * torch.sin(angle)).sum(1)
+        rotor = torch.polar(unit, torch.remainder((first + 1) * phi, 2 * math.pi).to(unit))
+        for j in range(block.shape[1]):
+            k, amp = first + 1 + j, amp_t[:, j]
+            if k * highest >= nyquist:
+                amp = amp * (k * f0_t < nyquist)
+            out = out + amp * rotor.imag
+            rotor = rotor * step
     return out
+
+
+def _last_nonzero_harmonic(amplitudes: torch.Tensor) -> int:
+    """1 + the highest k whose amplitude is non-zero in some item and frame (0 if none)."""
+    nonzero = (amplitudes != 0).any(-1).any(0).nonzero()
+    return int(nonzero.max()) + 1 if len(nonzero) else 0
 
 
 def white_noise(
@@ -179,7 +194,11 @@ def training_free_parts(
     """Harmonic amplitudes A (B, K, frames) and noise magnitudes S (B, bins, frames) whose
     synthesis has the mel `log_mel` (B, n_mels, frames): fit, then analysis by synthesis."""
     mel = env.linear_mel(log_mel, spec)
-    response = env.harmonic_response(f0, spec, config.harmonics)
+    # Only harmonics below f_max at the lowest F0 are fitted; the rest stay 0.
+    lowest = f0[f0 > 0].min() if (f0 > 0).any() else None
+    limit = min(spec.f_max, spec.sample_rate / 2)
+    needed = 0 if lowest is None else min(config.harmonics, math.ceil(limit / float(lowest)))
+    response = env.harmonic_response(f0, spec, needed)
     amplitudes = env.harmonic_amplitudes(mel, response, spec.power, config.iterations)
     share = torch.where(f0 > 0, config.voiced_noise, config.unvoiced_noise)
     magnitude = env.noise_envelope(mel, spec) * share.unsqueeze(1)
@@ -189,7 +208,7 @@ def training_free_parts(
         ratio = (mel / (env.linear_mel(spec.extract(made), spec) + tiny)).clamp(max=MAX_RATIO)
         amplitudes = amplitudes * env.bands_to_harmonics(ratio, response).pow(1 / spec.power)
         magnitude = magnitude * env.bands_to_bins(ratio, spec).clamp(min=0).pow(1 / spec.power)
-    return amplitudes, magnitude
+    return nn.functional.pad(amplitudes, (0, 0, 0, config.harmonics - needed)), magnitude
 
 
 def companded_shift_scale(
