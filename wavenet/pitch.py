@@ -5,8 +5,11 @@ exactly the frame positions of `FeatureSpec.extract`: frame i is centred on hop 
 
 The tracker is Praat's autocorrelation method (Boersma 1993, "Accurate short-term analysis of
 the fundamental frequency and the harmonics-to-noise ratio of a sampled sound"), run through
-parselmouth, with a Viterbi path over per-frame candidates; unvoiced frames are 0 Hz.
-`scripts/compare_pitch_trackers.py` measures it against WORLD's trackers.
+parselmouth, with a Viterbi path over per-frame candidates; unvoiced frames are 0 Hz. On
+recorded prompts resynthesised by WORLD with a known F0, it made the fewest gross (octave)
+errors (0.5% of voiced frames, against 0.75% for WORLD's DIO + StoneMask and 3.6% for
+Harvest) and called almost no unvoiced frame voiced, at about 280 times real time on one
+core; `scripts/compare_pitch_trackers.py` gives the whole comparison.
 """
 
 from __future__ import annotations
