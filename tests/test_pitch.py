@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
 import torch
 
+from wavenet.audio import load_audio
 from wavenet.features import FeatureSpec
 from wavenet.pitch import PitchSpec, PitchSpecError, check_pitch_spec, track_f0
 
@@ -84,6 +87,25 @@ def test_a_glide_is_tracked_at_each_frame_centre():
     inner = (centres > 0.1 * RATE) & (centres < 0.9 * RATE)
     truth = 120.0 + 240.0 * centres[inner] / RATE
     np.testing.assert_allclose(f0[inner], truth, rtol=0.005)
+
+
+@pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed")
+@pytest.mark.parametrize("target", [110.0, 150.0])
+def test_a_monotone_flite_voice_is_tracked_at_its_pitch(tmp_path, target):
+    # flite's intonation model with no spread reads every voiced sound at the target F0.
+    wav = tmp_path / "flite.wav"
+    pitch = ["--setf", f"int_f0_target_mean={target}", "--setf", "int_f0_target_stddev=0"]
+    text = ["-t", "Hello, how are you today? I am fine."]
+    subprocess.run(["flite", "-voice", "kal16", *pitch, *text, "-o", str(wav)], check=True)
+    speech = load_audio(wav, RATE).numpy()
+    audio = np.concatenate([speech, np.zeros(RATE // 2, np.float32)])
+    f0 = track_f0(audio, SPEC)
+    assert f0.shape == (SPEC.frames_for(audio.size),)
+    voiced = f0[f0 > 0]
+    assert voiced.size > 0.3 * SPEC.frames_for(speech.size)
+    assert np.mean(np.abs(voiced / target - 1) < 0.02) > 0.9, np.percentile(voiced, [5, 50, 95])
+    silent = (np.arange(f0.size) + 0.5) * HOP > speech.size + PitchSpec().window_seconds * RATE
+    assert silent.sum() > 10 and not f0[silent].any()
 
 
 def test_bad_audio_and_settings_are_refused():
