@@ -202,7 +202,7 @@ def training_free_parts(
     amplitudes = env.harmonic_amplitudes(mel, response, spec.power, config.iterations)
     share = torch.where(f0 > 0, config.voiced_noise, config.unvoiced_noise)
     magnitude = env.noise_envelope(mel, spec) * share.unsqueeze(1)
-    tiny = 1e-12 * mel.amax((1, 2), keepdim=True).clamp(min=1e-20)
+    tiny = 1e-12 * mel.amax(1, keepdim=True).clamp(min=1e-20)  # per frame: window-local
     for _ in range(config.refinements):
         made = harmonic_sum(amplitudes, f0, phase, spec) + filtered_noise(magnitude, white, spec)
         ratio = (mel / (env.linear_mel(spec.extract(made), spec) + tiny)).clamp(max=MAX_RATIO)
