@@ -1,15 +1,17 @@
 """Teacher training (`wavenet train-teacher`): maximum likelihood on random segment crops.
 
 The loss is the cross-entropy of the teacher's 256-way logits against the mu-law classes of
-the audio, reported in bits per sample. The run itself (Adam with warm-up and decay, clipping,
-EMA, DDP, checkpoints, resume, logs) is the shared loop of `training.loop`; the EMA model is
-the one evaluated on held-out audio and saved to RUN/model.
+the audio, reported in bits per sample. A pitch-aware teacher (`model.excitation`) also reads
+each crop's F0 and a phase drawn per crop (`training.pitch_inputs`). The run itself (Adam
+with warm-up and decay, clipping, EMA, DDP, checkpoints, resume, logs) is the shared loop of
+`training.loop`; the EMA model is the one evaluated on held-out audio and saved to RUN/model.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -27,7 +29,9 @@ from training.loop import (
 )
 from training.metrics import nll_bits
 from training.monitor import RunLog
-from training.sampling import vocode
+from training.pitch_inputs import pitch_inputs, with_corpus_pitch, with_phases
+from training.run_config import config_source
+from training.sampling import single_threaded, vocode
 from training.teacher_config import TeacherTrainConfig, resolve_config
 from wavenet import mulaw
 from wavenet.teacher import Teacher
@@ -47,7 +51,9 @@ __all__ = [
 LOSS_WEIGHTS = {"nll": 1.0}
 
 
-def teacher_losses(model: nn.Module, batch: dict, quantize_input: bool) -> dict[str, torch.Tensor]:
+def teacher_losses(
+    model: nn.Module, batch: dict, quantize_input: bool, pitch: dict | None = None
+) -> dict[str, torch.Tensor]:
     """Named losses of one batch.
 
     Args:
@@ -55,13 +61,15 @@ def teacher_losses(model: nn.Module, batch: dict, quantize_input: bool) -> dict[
         batch (dict): audio (B, T) in [-1, 1], mel (B, n_mels, T / hop), speaker (B,) or None.
         quantize_input (bool): Feed the quantised audio (as generation does) rather than the
             continuous waveform.
+        pitch (dict | None): A pitch-aware teacher's f0 (B, T / hop) and phase (B,)
+            (`training.pitch_inputs.pitch_inputs`); None or {} for a mel-only one.
 
     Returns:
         dict: {"nll": mean negative log-likelihood in bits per sample (scalar)}.
     """
     classes = mulaw.encode(batch["audio"])
     inputs = mulaw.decode(classes) if quantize_input else batch["audio"]
-    logits = model(inputs, batch["mel"], batch["speaker"])
+    logits = model(inputs, batch["mel"], batch["speaker"], **(pitch or {}))
     return {"nll": nll_bits(logits, classes)}
 
 
@@ -72,8 +80,10 @@ def train_step(run: TrainingRun, batch: dict, step: int) -> dict[str, float]:
         dict: The named losses (bits per sample), plus `grad_norm` (before clipping) and `lr`.
     """
     lr = set_learning_rate(run, step)
+    batch = with_phases(batch, run.config.seed, run.processes.rank, step)
+    pitch = pitch_inputs(run.model.config, batch)
     with autocast(run):
-        losses = teacher_losses(run.module, batch, run.config.quantize_input)
+        losses = teacher_losses(run.module, batch, run.config.quantize_input, pitch)
     stats = optimizer_update(run, weighted_total(losses, LOSS_WEIGHTS), step)
     named = {name: float(value.detach()) for name, value in losses.items()}
     return {**named, **stats, "lr": lr}
@@ -83,11 +93,13 @@ def train_step(run: TrainingRun, batch: dict, step: int) -> dict[str, float]:
 def held_out_nll(
     model: Teacher, items: list[dict], device: torch.device, quantize_input: bool
 ) -> float:
-    """NLL in bits per sample over held-out items, weighted by their lengths (teacher forced)."""
+    """NLL in bits per sample over held-out items, weighted by their lengths (teacher forced;
+    a pitch-aware teacher's excitation from phase 0)."""
     bits, samples = 0.0, 0
     for item in items:
         batch = to_device(item, device, with_speaker=bool(model.config.speakers))
-        nll = teacher_losses(model, batch, quantize_input)["nll"]
+        pitch = pitch_inputs(model.config, batch)
+        nll = teacher_losses(model, batch, quantize_input, pitch)["nll"]
         bits += float(nll) * batch["audio"].numel()
         samples += batch["audio"].numel()
     return bits / max(samples, 1)
@@ -117,11 +129,31 @@ class TeacherJob(Job):
 
     def sample(self, run: TrainingRun, log: RunLog, step: int, item: dict) -> None:
         """Generate a short held-out clip with the EMA model and log it beside the real one."""
-        mel = item["mel"][0, :, : run.config.sample_frames]
+        frames = run.config.sample_frames
+        mel = item["mel"][0, :, :frames]
         speaker = int(item["speaker"][0]) if run.config.model.speakers else None
-        generated = vocode(run.ema, [mel], [speaker], seed=run.config.seed)[0]
+        if run.config.model.excitation is None:
+            generated = vocode(run.ema, [mel], [speaker], seed=run.config.seed)[0]
+        else:
+            generated = _vocode_pitched(run, item, frames)
         real = item["audio"][0, : len(generated)]
         log.sample(step, real, torch.from_numpy(generated), run.corpus.spec)
+
+
+@torch.no_grad()
+def _vocode_pitched(run: TrainingRun, item: dict, frames: int) -> np.ndarray:
+    """A pitch-aware teacher's clip of a held-out item's first frames, with its F0."""
+    device = run.processes.device
+    speaker = item["speaker"].to(device) if run.config.model.speakers else None
+    generator = torch.Generator(device).manual_seed(run.config.seed)
+    with single_threaded(device):
+        audio = run.ema.generate(
+            item["mel"][..., :frames].to(device),
+            speaker,
+            f0=item["f0"][:, :frames].to(device),
+            generator=generator,
+        )
+    return audio[0].float().cpu().numpy()
 
 
 def train_teacher(
@@ -149,8 +181,11 @@ def train_teacher(
     Raises:
         ConfigError: for a bad config or data folder, or a run directory that holds a
             checkpoint when `resume` is off (or none when it is on).
+        PitchSpecError: for a pitch-aware model and a corpus without F0, or F0 tracked with
+            other settings than the config's (or the resumed run's) model.pitch.
     """
     out, corpus, config = open_run(data, out, config_path, steps, resume, resolve_config)
+    config = with_corpus_pitch(config, corpus, config_source(config_path, out, resume))
     return run_job(
         config,
         corpus,

@@ -1,0 +1,119 @@
+"""Training pitch-aware models: F0 and per-crop phases in, corpus and PitchSpec checks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from run_checks import ROOT
+
+from training import distributed
+from training.dataset import SegmentCrops, load_prepared, make_loader
+from training.pitch_inputs import crop_phases, with_corpus_pitch
+from training.teacher_config import resolve_config
+from training.train_teacher import build_run, teacher_losses, to_device, train_step, train_teacher
+from wavenet.checkpoint import load_model
+from wavenet.pitch import PitchSpecError
+
+CONFIGS = ROOT / "training" / "configs"
+TINY_PITCH = CONFIGS / "tiny_pitch.yaml"
+
+
+def without_f0(prepared: Path, out: Path) -> Path:
+    """A copy of a prepared corpus as one made without F0."""
+    shutil.copytree(prepared, out)
+    shutil.rmtree(out / "f0")
+    (out / "pitch_spec.json").unlink()
+    entries = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    lines = [json.dumps({k: v for k, v in entry.items() if k != "f0"}) for entry in entries]
+    (out / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    return out
+
+
+def config_file(directory: Path, source: Path, **model) -> Path:
+    config = yaml.safe_load(source.read_text())
+    config["model"].update(model)
+    path = directory / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_pitch_configs_differ_from_their_mel_only_ones_in_pitch_alone():
+    pairs = [("teacher.yaml", "teacher_pitch.yaml"), ("tiny.yaml", "tiny_pitch.yaml")]
+    for plain, pitched in pairs:
+        mel_only = yaml.safe_load((CONFIGS / plain).read_text())
+        pitch = yaml.safe_load((CONFIGS / pitched).read_text())
+        assert pitch["model"].pop("excitation")
+        assert pitch == mel_only, pitched
+
+
+def test_crop_phases_are_a_pure_function_of_the_step():
+    first = crop_phases(4, seed=0, rank=0, step=7)
+    assert torch.equal(first, crop_phases(4, seed=0, rank=0, step=7))
+    assert not torch.equal(first, crop_phases(4, seed=0, rank=0, step=8))
+    assert not torch.equal(first, crop_phases(4, seed=0, rank=1, step=7))
+    assert first.dtype == torch.float64 and len(set(first.tolist())) == 4
+    assert ((first >= 0) & (first < 2 * torch.pi)).all()
+
+
+def test_a_pitch_model_takes_the_corpus_pitch_spec_and_refuses_a_corpus_without_f0(
+    prepared_corpus, tmp_path
+):
+    corpus = load_prepared(prepared_corpus)
+    config = with_corpus_pitch(resolve_config(TINY_PITCH, corpus.speakers), corpus, TINY_PITCH)
+    assert config.model.pitch == corpus.pitch is not None
+    mel_only = resolve_config(CONFIGS / "tiny.yaml", corpus.speakers)
+    assert with_corpus_pitch(mel_only, corpus, None) is mel_only
+    bare = without_f0(prepared_corpus, tmp_path / "bare")
+    with pytest.raises(PitchSpecError, match=r"has no F0.*tiny_pitch\.yaml"):
+        train_teacher(bare, tmp_path / "run", TINY_PITCH, steps=1)
+    ceiling = corpus.pitch.f0_max
+    other = config_file(tmp_path, TINY_PITCH, pitch={"f0_max": ceiling - 100})
+    with pytest.raises(PitchSpecError, match=f"f0_max {ceiling - 100} != {ceiling}"):
+        train_teacher(prepared_corpus, tmp_path / "run", other, steps=1)
+    narrow = config_file(tmp_path, TINY_PITCH, excitation={"harmonics": 3, "f0_max": ceiling / 2})
+    with pytest.raises(ValueError, match=r"above excitation\.f0_max"):
+        train_teacher(prepared_corpus, tmp_path / "run", narrow, steps=1)
+    assert not (tmp_path / "run").exists(), "a refused run writes nothing"
+
+
+def test_a_few_pitch_teacher_steps_lower_the_held_out_loss(prepared_corpus):
+    corpus = load_prepared(prepared_corpus)
+    config = with_corpus_pitch(resolve_config(TINY_PITCH, corpus.speakers), corpus, TINY_PITCH)
+    config = config.model_copy(update={"segment_frames": 2})
+    run = build_run(config, corpus, distributed.Processes(0, 1, torch.device("cpu")), Path())
+    held_out = SegmentCrops(corpus.val, corpus.spec, 8, seed=123)
+    fixed = to_device(next(iter(make_loader(held_out, 0, 1, 4, 0))), torch.device("cpu"), True)
+    pitch = {"f0": fixed["f0"], "phase": crop_phases(4, 0, 0, 0)}
+
+    def nll() -> float:
+        with torch.no_grad():
+            return float(teacher_losses(run.model, fixed, True, pitch)["nll"])
+
+    with pytest.raises(ValueError, match="pitch-aware: it needs f0"):
+        teacher_losses(run.model, fixed, True)
+    before = nll()
+    crops = SegmentCrops(corpus.train, corpus.spec, config.segment_frames, seed=0)
+    for step, batch in enumerate(make_loader(crops, 0, 40, config.batch_size, 0)):
+        train_step(run, to_device(batch, torch.device("cpu"), True), step)
+    after = nll()
+    assert after < before - 0.5, (before, after)
+    assert run.model.excitation.weight.abs().sum() > 0, "the excitation was not trained"
+
+
+def test_a_pitch_teacher_run_saves_its_pitch_spec_and_samples(prepared_corpus, tmp_path):
+    config = config_file(tmp_path, TINY_PITCH)
+    data = yaml.safe_load(config.read_text())
+    data.update(log_every=2, eval_every=2, sample_every=2, sample_frames=1)
+    config.write_text(yaml.safe_dump(data))
+    model_dir = train_teacher(prepared_corpus, tmp_path / "run", config, steps=2)
+    model = load_model(model_dir)
+    assert model.config.excitation.harmonics == 3
+    assert model.config.pitch == load_prepared(prepared_corpus).pitch
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["model"]["pitch"] == model.config.pitch.model_dump(mode="json")
+    train_teacher(prepared_corpus, tmp_path / "run", steps=3, resume=True)  # pitch rechecked
