@@ -94,8 +94,9 @@ def test_resume_continues_and_refuses_a_corpus_tracked_otherwise(prepared_corpus
     train_pitch(prepared_corpus, run, steps=4, resume=True)
     assert [r["step"] for r in read_metrics(run)] == [1, 2, 3, 4]
     assert load_state(run / "checkpoint")["step"] == 4
-    other = copy_with_pitch(prepared_corpus, tmp_path, f0_min=60.0)
-    with pytest.raises(PitchSpecError, match=r"f0_min 50\.0 != 60\.0"):
+    f0_min = load_prepared(prepared_corpus).pitch.f0_min
+    other = copy_with_pitch(prepared_corpus, tmp_path, f0_min=f0_min + 10)
+    with pytest.raises(PitchSpecError, match=rf"f0_min {f0_min} != {f0_min + 10}"):
         train_pitch(other, run, steps=6, resume=True)
     assert load_state(run / "checkpoint")["step"] == 4
 
@@ -103,12 +104,13 @@ def test_resume_continues_and_refuses_a_corpus_tracked_otherwise(prepared_corpus
 def test_a_config_whose_pitch_spec_differs_from_the_corpus_is_refused(
     prepared_corpus, tmp_path, capsys
 ):
-    config = config_file(tmp_path, TINY, model={"channels": 8, "pitch": {"f0_max": 600.0}})
+    f0_max = load_prepared(prepared_corpus).pitch.f0_max
+    config = config_file(tmp_path, TINY, model={"channels": 8, "pitch": {"f0_max": f0_max - 100}})
     run = tmp_path / "run"
     arguments = ["--data", str(prepared_corpus), "--out", str(run), "--config", str(config)]
     assert main(["train-pitch", *arguments, "--device", "cpu"]) == 2
     error = capsys.readouterr().err
-    assert "wavenet train-pitch: error:" in error and "f0_max 600.0 != 800.0" in error
+    assert "wavenet train-pitch: error:" in error and f"f0_max {f0_max - 100} != {f0_max}" in error
     assert not run.exists()
 
 
