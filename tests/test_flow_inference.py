@@ -6,6 +6,7 @@ from training.bench import student_layout
 from wavenet import FeatureSpec, Student, flow_inference, mulaw
 from wavenet.excitation import ExcitationSpec
 from wavenet.flow_inference import prepare_flow
+from wavenet.source_flow import source_shift_scale
 from wavenet.student import sample_logistic
 
 
@@ -40,7 +41,7 @@ def test_prepared_flow_equals_the_reference_flow(upsample, widths, batch, pitch)
     cond = student.conditioning(mel)
     with torch.no_grad():
         e, _ = student.excitation_signal(f0, phase, 5)
-        source = None if f0 is None else student.source_step(mel, f0, phase)
+        source = student.source and source_shift_scale(student.source, mel, f0, phase)
         conds = cond.split(student.flow_channels, 1)
         for flow, flow_cond in zip(student.flows, conds, strict=True):
             want = flow(z, flow_cond, e)

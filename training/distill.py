@@ -4,9 +4,10 @@ Each step crops segments (audio y, mel c, speaker, utterance), draws z ~ Logisti
 the student x = g(z | c), and scores x with the switched-on terms of the table
 `training.distill_terms.TERMS` (the teacher runs on the student's own sample: once for the
 KL, once more on another utterance's conditioning for the contrastive term);
-total = sum(weight * term). The
-teacher and the classifier are loaded frozen (`eval()`, `requires_grad_(False)`): gradients
-flow through them into the student, never into their weights. The run itself (optimizer, EMA,
+total = sum(weight * term). A pitch-aware student or teacher also reads each crop's F0 and
+a phase drawn per crop, one phase for both (`training.pitch_inputs`). The teacher and the
+classifier are loaded frozen (`eval()`, `requires_grad_(False)`): gradients flow through them
+into the student, never into their weights. The run itself (optimizer, EMA,
 AMP, DDP, checkpoints, resume, logs) is the shared loop of `training.loop`; RUN/model is the
 EMA student.
 
@@ -23,18 +24,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import ValidationError
 from torch import nn
 
 from training import distributed
-from training.config import ConfigError
-from training.dataset import PreparedCorpus, SegmentCrops, Utterance
-from training.distill_config import (
-    DistillConfig,
-    active_weights,
-    resolve_distill_config,
-    terms_on,
-)
+from training.dataset import SegmentCrops, Utterance
+from training.distill_checks import check_models, needs_classifier
+from training.distill_config import active_weights, resolve_distill_config
 from training.distill_losses import distill_losses, held_out_kl, noise_for
 from training.distill_terms import LOGGED_TERMS
 from training.launch import open_run, run_job
@@ -47,9 +42,9 @@ from training.loop import (
     weighted_total,
 )
 from training.monitor import RunLog, read_metrics
-from wavenet.checkpoint import load_model, read_config
-from wavenet.errors import CheckpointError
-from wavenet.features import FeatureSpec
+from training.pitch_inputs import with_corpus_pitch, with_phases
+from training.run_config import config_source
+from wavenet.checkpoint import load_model
 from wavenet.student import Student
 
 __all__ = [
@@ -66,73 +61,6 @@ __all__ = [
 
 class TeacherWarning(UserWarning):
     """The teacher looks too weak to distil a good student from."""
-
-
-def _frozen_document(directory: str | Path, kind: str) -> tuple[FeatureSpec, dict]:
-    """The feature spec and architecture config of a checkpoint of `kind` (config.json only)."""
-    document = read_config(directory)
-    if document["kind"] != kind:
-        raise ConfigError(f"{directory}: a {document['kind']} checkpoint, expected a {kind}")
-    try:
-        return FeatureSpec.model_validate(document["spec"]), document["config"]
-    except ValidationError as error:
-        raise CheckpointError(f"{directory}: invalid feature spec ({error})") from None
-
-
-def _differences(ours: FeatureSpec, theirs: FeatureSpec) -> str:
-    mine, other = ours.model_dump(), theirs.model_dump()
-    return ", ".join(
-        f"{key} {other[key]} vs {mine[key]}" for key in mine if mine[key] != other[key]
-    )
-
-
-def check_models(
-    config: DistillConfig,
-    corpus: PreparedCorpus,
-    teacher_dir: str | Path,
-    classifier_dir: str | Path | None,
-) -> None:
-    """Check that the teacher and classifier fit the student and its data before any work.
-
-    Raises:
-        ConfigError: when the teacher's FeatureSpec or speakers differ from the student's
-            (which are the data's), the classifier's sample rate differs, the perceptual loss
-            is on without a classifier, or a crop is too short for a spectral term's STFT.
-    """
-    teacher_spec, teacher_config = _frozen_document(teacher_dir, "teacher")
-    if teacher_spec != corpus.spec:
-        differences = _differences(corpus.spec, teacher_spec)
-        raise ConfigError(
-            f"{teacher_dir}: the teacher's FeatureSpec differs from the student's ({differences})"
-        )
-    speakers = list(teacher_config.get("speakers", []))
-    if speakers != list(config.model.speakers):
-        raise ConfigError(
-            f"{teacher_dir}: the teacher's speakers {speakers} differ from the student's "
-            f"(the data's) {list(config.model.speakers)}"
-        )
-    for term in terms_on(config):
-        if term.needs_classifier and classifier_dir is None:
-            raise ConfigError(f"loss_weights.{term.name} > 0 needs a classifier (--classifier)")
-    if needs_classifier(config):
-        classifier_spec, _ = _frozen_document(classifier_dir, "classifier")
-        if classifier_spec.sample_rate != corpus.spec.sample_rate:
-            raise ConfigError(
-                f"{classifier_dir}: the classifier's sample rate {classifier_spec.sample_rate} "
-                f"differs from the student's {corpus.spec.sample_rate}"
-            )
-    _check_stft_sizes(config, corpus.spec)
-
-
-def _check_stft_sizes(config: DistillConfig, spec: FeatureSpec) -> None:
-    """A centred STFT pads n_fft / 2 by reflection, which needs a longer crop than that."""
-    sizes = [n_fft for term in terms_on(config) for n_fft in term.fft_sizes(config)]
-    samples = spec.samples_for(config.segment_frames)
-    if sizes and max(sizes) // 2 >= samples:
-        raise ConfigError(
-            f"segment_frames {config.segment_frames} gives {samples} samples, too few for an "
-            f"STFT of n_fft {max(sizes)}; use longer crops or smaller n_fft"
-        )
 
 
 def teacher_nll_warning(teacher_dir: str | Path, gate: float | None) -> str | None:
@@ -157,11 +85,6 @@ def teacher_nll_warning(teacher_dir: str | Path, gate: float | None) -> str | No
 def load_frozen(directory: str | Path, device: torch.device) -> nn.Module:
     """A checkpoint in eval mode with gradients off for its weights."""
     return load_model(directory, device=device).eval().requires_grad_(False)
-
-
-def needs_classifier(config: DistillConfig) -> bool:
-    """Whether a term that is on needs the frozen classifier."""
-    return any(term.needs_classifier for term in terms_on(config))
 
 
 class DistillCrops(SegmentCrops):
@@ -190,6 +113,7 @@ def train_step(run: TrainingRun, job: DistillJob, batch: dict, step: int) -> dic
     weights = active_weights(config, step)
     shape = tuple(batch["audio"].shape)
     z = noise_for(shape, config.seed, processes.rank, step, processes.device)
+    batch = with_phases(batch, config.seed, processes.rank, step)  # the student's and teacher's
     with autocast(run):
         losses = distill_losses(run.module, job.teacher, job.classifier, batch, z, weights, config)
     total = weighted_total(losses, weights)
@@ -231,11 +155,14 @@ class DistillJob(Job):
 
     def sample(self, run: TrainingRun, log: RunLog, step: int, item: dict) -> None:
         """Generate a held-out clip in one parallel pass and log it beside the real one."""
-        device = run.processes.device
-        mel = item["mel"][..., : run.config.sample_frames].to(device)
+        device, frames = run.processes.device, run.config.sample_frames
+        mel = item["mel"][..., :frames].to(device)
         speaker = item["speaker"].to(device) if run.model.config.speakers else None
         generator = torch.Generator(device=device).manual_seed(run.config.seed)
-        generated = run.ema.generate(mel, speaker, generator=generator)[0].float().cpu()
+        pitch = {}
+        if run.model.config.excitation is not None:
+            pitch = {"f0": item["f0"][:, :frames].to(device)}
+        generated = run.ema.generate(mel, speaker, generator=generator, **pitch)[0].float().cpu()
         log.sample(step, item["audio"][0, : generated.numel()], generated, run.corpus.spec)
 
     def model_extra(self, run: TrainingRun) -> dict:
@@ -270,9 +197,13 @@ def distill(
     Raises:
         ConfigError: for a bad config, data folder or run directory, or a teacher or
             classifier that does not fit the student (see `check_models`).
+        PitchSpecError: for a pitch-aware student or teacher and a corpus without F0, or
+            F0 tracked otherwise than the config's (or the resumed run's) model.pitch or
+            the teacher's.
     """
     resolve = resolve_distill_config
     out, corpus, config = open_run(data, out, config_path, steps, resume, resolve)
+    config = with_corpus_pitch(config, corpus, config_source(config_path, out, resume))
     check_models(config, corpus, teacher, classifier)
 
     def make_job(processes: distributed.Processes) -> DistillJob:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from training.distill_terms import TERMS, StudentSample
+from training.pitch_inputs import pitch_inputs
 from wavenet import mulaw
 from wavenet.losses import kl_distillation
 from wavenet.student import sample_logistic
@@ -49,7 +50,8 @@ def distill_losses(
         teacher (nn.Module): The frozen teacher.
         classifier (nn.Module | None): The frozen classifier (for terms that need it).
         batch (dict): audio (B, T) in [-1, 1], mel (B, n_mels, F), speaker (B,) or None,
-            utterance (B,) (needed by the contrastive term).
+            utterance (B,) (needed by the contrastive term); f0 (B, F) and phase (B,) for a
+            pitch-aware student or teacher (both read the same phase).
         z (Tensor): Logistic(0, 1) noise (B, T).
         weights (dict): The terms that are on (see `active_weights`).
         options (DistillConfig): contrastive_gamma, power_fft and stft_resolutions.
@@ -58,7 +60,8 @@ def distill_losses(
         dict: Scalars: each term that is on, and its diagnostic columns (kl brings
         cross_entropy and entropy, in nats per sample).
     """
-    x, mu, log_s = student(z, batch["mel"], batch["speaker"])
+    pitch = pitch_inputs(options.model, batch)
+    x, mu, log_s = student(z, batch["mel"], batch["speaker"], **pitch)
     # The exact KL wants fp32 even under autocast; the audio is what the service would serve.
     audio = mulaw.expand(x.float()).clamp(-1.0, 1.0)
     sample = StudentSample(batch, x, mu.float(), log_s.float(), audio, teacher, classifier, options)
@@ -76,8 +79,9 @@ def held_out_kl(
     """The student's KL to the teacher on held-out mels, weighted by length (nats per sample).
 
     Each item is a batch of one: mel (1, n_mels, F), speaker (1,) or None (ignored for a
-    student without speakers), and optionally the real audio (1, F * hop). The noise is
-    seeded per item, so two calls agree.
+    student without speakers), f0 (1, F) for pitch-aware models (their excitation from
+    phase 0), and optionally the real audio (1, F * hop). The noise is seeded per item, so
+    two calls agree.
 
     Returns:
         dict: kl, cross_entropy, entropy; with real audio also log_mel_l1 (the student's
@@ -95,8 +99,10 @@ def held_out_kl(
         speaker = None if speaker is None else speaker.to(device)
         length = student.spec.samples_for(mel.shape[-1])
         z = noise_for((1, length), seed, 0, index, device)
-        x, mu, log_s = student(z, mel, speaker)
-        terms = kl_distillation(mu, log_s, teacher.forward_companded(x, mel, speaker))
+        f0 = {"f0": item["f0"].to(device)} if "f0" in item else {}
+        x, mu, log_s = student(z, mel, speaker, **pitch_inputs(student.config, f0))
+        pitch = pitch_inputs(teacher.config, f0)
+        terms = kl_distillation(mu, log_s, teacher.forward_companded(x, mel, speaker, **pitch))
         for name, value in terms._asdict().items():
             totals[name] += float(value) * length
         samples += length

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from training.pitch_inputs import pitch_inputs
 from wavenet.losses import (
     contrastive_loss,
     kl_distillation,
@@ -68,8 +69,10 @@ class StudentSample:
 
 
 def _teacher_logits(teacher: nn.Module, x: torch.Tensor, conditioning: dict) -> torch.Tensor:
-    """p_T(. | x_<t, c) (B, 256, T) with c read off a batch's conditioning fields."""
-    return teacher.forward_companded(x, conditioning["mel"], conditioning["speaker"])
+    """p_T(. | x_<t, c) (B, 256, T) with c read off a batch's conditioning fields (with F0
+    and phase for a pitch-aware teacher)."""
+    pitch = pitch_inputs(teacher.config, conditioning)
+    return teacher.forward_companded(x, conditioning["mel"], conditioning["speaker"], **pitch)
 
 
 def contrast_partners(utterance: torch.Tensor) -> torch.Tensor:
@@ -99,8 +102,8 @@ def contrast_partners(utterance: torch.Tensor) -> torch.Tensor:
 def contrast_batch(batch: dict) -> tuple[torch.Tensor, dict]:
     """c2 for the contrastive term: each item's partner's conditioning (`contrast_partners`).
 
-    Every field of the partner is taken (mel, speaker, and whatever else the batch carries,
-    e.g. a future F0), so c2 is wholly another utterance's conditioning.
+    Every field of the partner is taken (mel, speaker, F0 and phase, whatever the batch
+    carries), so c2 is wholly another utterance's conditioning.
 
     Returns:
         tuple: The items that have a partner (K,), and the batch of their partners (every

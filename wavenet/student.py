@@ -23,7 +23,7 @@ from wavenet.excitation import advance_phase
 from wavenet.features import FeatureSpec
 from wavenet.flow import FlowWaveNet, sample_logistic
 from wavenet.flow_inference import PreparedFlow, prepare_flow, sample_flows
-from wavenet.source import HarmonicNoiseSource
+from wavenet.source import HarmonicNoiseSource, SourceConfig
 from wavenet.source_flow import source_shift_scale
 from wavenet.stack import StackConfig
 
@@ -56,6 +56,18 @@ class StudentConfig(ConditioningConfig):
         "after it starting as the identity, so the untrained student is that synthesis; "
         "None: the WaveNet flows alone, starting at s_tot = initial_scale.",
     )
+    # Filled with SourceConfig's defaults when `source` is set, so a saved student keeps the
+    # settings it was trained with even if the defaults change.
+    source_settings: SourceConfig | None = Field(
+        None, description="The source's harmonics, fit, refinements and noise shares."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_source_settings(cls, data):
+        if isinstance(data, dict) and data.get("source") and data.get("source_settings") is None:
+            data = {**data, "source_settings": SourceConfig().model_dump()}
+        return data
 
     @model_validator(mode="after")
     def _check_flows(self) -> StudentConfig:
@@ -63,6 +75,8 @@ class StudentConfig(ConditioningConfig):
             raise ValueError("every flow needs at least one layer")
         if self.source and self.excitation is None:
             raise ValueError(f"source {self.source!r} needs an excitation (its F0 and phase)")
+        if self.source_settings is not None and not self.source:
+            raise ValueError("source_settings without a source: set source: harmonic")
         return self
 
     @property
@@ -98,7 +112,8 @@ class Student(ConditionedModel):
         self.flows = nn.ModuleList(
             FlowWaveNet(stack, initial, config.excitation) for stack in stacks
         )
-        self.source = HarmonicNoiseSource(spec) if config.source == "harmonic" else None
+        harmonic = config.source == "harmonic"
+        self.source = HarmonicNoiseSource(spec, config.source_settings) if harmonic else None
 
     @property
     def receptive_field(self) -> int:
@@ -138,7 +153,7 @@ class Student(ConditionedModel):
             cond (Tensor): Stacked mel conditioning (B, sum of flow channels, T or F).
             excitation (Tensor | None): e (B, 2H + 1, T) of a pitch-aware student.
             source (tuple | None): The source's (mu_src, log_s_src), each (B, T), of a
-                student with a source (`source_step`).
+                student with a source (`wavenet.source_flow.source_shift_scale`).
 
         Returns:
             tuple: x (B, T) companded, mu_tot (B, T), log_s_tot (B, T); x = z * s_tot + mu_tot
@@ -172,21 +187,6 @@ class Student(ConditionedModel):
         conds = cond.split(self.flow_channels, dim=1)
         return sample_flows(prepared, z, conds, self.config.log_scale_min, excitation, source)
 
-    def source_step(
-        self,
-        mel: torch.Tensor,
-        f0: torch.Tensor,
-        phase: torch.Tensor | None,
-        start: int = 0,
-        stop: int | None = None,
-        mel_lengths: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The source's (mu_src, log_s_src) for frames [start, stop), each (B, samples), from
-        the phase before frame `start`; None without a source (`source_shift_scale`)."""
-        if self.source is None:
-            return None
-        return source_shift_scale(self.source, mel, f0, phase, start, stop, mel_lengths)
-
     def forward(
         self,
         z: torch.Tensor,
@@ -214,7 +214,7 @@ class Student(ConditionedModel):
             )
         cond = self.conditioning(mel, speaker)
         e, _ = self.excitation_signal(f0, phase, mel.shape[-1])
-        source = self.source_step(mel, f0, phase)
+        source = self.source and source_shift_scale(self.source, mel, f0, phase)
         return self.flow(z, cond, e, source)
 
     @torch.no_grad()
@@ -292,7 +292,9 @@ class Student(ConditionedModel):
             first = max(start - context, 0)
             window = self.conditioner.window(frames, bias, first, stop)
             e, _ = self.excitation_signal(f0, phase, num_frames, first, stop)
-            source = self.source_step(mel, f0, phase, first, stop, mel_lengths)
+            source = self.source and source_shift_scale(
+                self.source, mel, f0, phase, first, stop, mel_lengths
+            )
             x = self.sample(z[:, first * hop : stop * hop], window, prepared, e, source)
             yield mulaw.expand(x[:, (start - first) * hop :]).clamp(-1.0, 1.0)
             if f0 is not None:
