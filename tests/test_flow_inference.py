@@ -117,3 +117,25 @@ def test_shipped_cpu_layout_generates_what_one_reference_pass_gives():
     z = sample_logistic((2, 7 * 256), torch.Generator().manual_seed(4))
     x, _, _ = student(z, mel)
     torch.testing.assert_close(audio, mulaw.expand(x).clamp(-1, 1), rtol=0, atol=1e-5)
+
+
+def test_shipped_cpu_pitch_layout_generates_what_one_reference_pass_gives():
+    """student_cpu_pitch.yaml (excitation and source) at the real hop, in chunks, against
+    `forward`: the fused path with e and the windowed source equal the module path."""
+    config = student_layout("student_cpu_pitch.yaml")
+    spec = FeatureSpec()
+    torch.manual_seed(0)
+    student = Student(config, spec).eval()
+    with torch.no_grad():
+        for flow in student.flows:
+            flow.output.weight.normal_(0, 0.1)
+            flow.excitation.weight.normal_(0, 0.1)
+    t = torch.arange(7 * 256) / spec.sample_rate
+    mel = spec.extract(0.3 * torch.sin(2 * torch.pi * 140 * t)).expand(2, -1, -1)
+    f0 = torch.tensor([[140.0] * 5 + [0.0] * 2, [0.0] + [150.0] * 6])
+    phase = torch.tensor([0.3, 2.0], dtype=torch.float64)
+    options = dict(frames_per_chunk=3, f0=f0, phase=phase)
+    audio = student.generate(mel, generator=torch.Generator().manual_seed(4), **options)
+    z = sample_logistic((2, 7 * 256), torch.Generator().manual_seed(4))
+    x, _, _ = student(z, mel, None, f0, phase)
+    torch.testing.assert_close(audio, mulaw.expand(x).clamp(-1, 1), rtol=0, atol=1e-5)

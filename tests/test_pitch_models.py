@@ -22,7 +22,10 @@ def voiced_inputs(spec, frames=9, batch=2, seed=0):
     generator = torch.Generator().manual_seed(seed)
     t = torch.arange(frames * spec.hop_length) / spec.sample_rate
     f0 = torch.tensor(
-        [[180.0 + 20 * i for i in range(frames)], [310.0 - 9 * i for i in range(frames)]]
+        [
+            [180.0 + 20 * (i % 10) for i in range(frames)],
+            [310.0 - 9 * (i % 10) for i in range(frames)],
+        ]
     )
     f0 = f0[:batch]
     f0[:, frames // 3 : frames // 3 + 2] = 0.0
@@ -208,3 +211,25 @@ def test_pitch_student_checkpoint_round_trip(tmp_path):
     z = noise(2, mel.shape[-1] * student.spec.hop_length)
     mine, theirs = student(z, mel, None, f0, phase), loaded(z, mel, None, f0, phase)
     assert all(torch.equal(a, b) for a, b in zip(mine, theirs, strict=True))
+
+
+def test_streaming_computes_the_source_one_window_at_a_time(monkeypatch):
+    """The source's work per chunk is bounded by the chunk and its context, not the utterance."""
+    import wavenet.source_flow as source_flow
+
+    student = pitch_student(source="harmonic")
+    spec = student.spec
+    _, mel, f0, phase = voiced_inputs(spec, frames=60, batch=1)
+    windows = []
+    original = source_flow.training_free_parts
+
+    def spy(log_mel, *args):
+        windows.append(log_mel.shape[-1])
+        return original(log_mel, *args)
+
+    monkeypatch.setattr(source_flow, "training_free_parts", spy)
+    chunks = list(student.stream(mel, frames_per_chunk=4, f0=f0, phase=phase))
+    context = source_flow.source_context(spec, student.source.config)
+    flow_context = math.ceil((student.receptive_field - 1) / spec.hop_length)
+    assert len(windows) == len(chunks) == 15
+    assert max(windows) == 4 + flow_context + 2 * context < 60

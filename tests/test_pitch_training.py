@@ -233,7 +233,9 @@ def test_pitch_distillation_checks_the_corpus_and_the_teacher(
     prepared_corpus, pitch_models, tmp_path
 ):
     teacher, classifier = pitch_models
-    config = distill_config_file(tmp_path, "student_tiny_pitch.yaml", log_every=1, eval_every=2)
+    config = distill_config_file(
+        tmp_path, "student_tiny_pitch.yaml", log_every=1, eval_every=2, sample_every=2
+    )
     bare = without_f0(prepared_corpus, tmp_path / "bare")
     with pytest.raises(PitchSpecError, match="has no F0"):
         distill(teacher, classifier, bare, tmp_path / "run", config, steps=1)
