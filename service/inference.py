@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from service.chunking import chunk_context, overlapped_chunks
-from service.jobs import BatchObserver, Job, QueueFullError, Result, settle
+from service.jobs import BatchObserver, Job, QueueFullError, Result, ShuttingDownError, settle
 
 __all__ = ["InferenceWorker"]
 
@@ -85,7 +85,10 @@ class InferenceWorker:
 
         Raises:
             QueueFullError: if `queue_size` jobs are already waiting.
+            ShuttingDownError: once `stop` has been called.
         """
+        if self._stopping.is_set():
+            raise ShuttingDownError("the service is shutting down")
         try:
             self._queue.put_nowait(job)
         except queue.Full:
@@ -100,13 +103,13 @@ class InferenceWorker:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop after the current batch; waiting jobs fail with a RuntimeError."""
+        """Stop after the current batch; waiting jobs fail with ShuttingDownError."""
         self._stopping.set()
         self.ready.clear()
         if self._thread is not None:
             self._thread.join(timeout)
         for job in [*self._pending, *_drain(self._queue)]:
-            settle(job.future, error=RuntimeError("the service is shutting down"))
+            settle(job.future, error=ShuttingDownError("the service is shutting down"))
         self._pending.clear()
 
     def _serve(self, warmup_frames: int) -> None:

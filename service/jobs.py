@@ -11,13 +11,25 @@ from typing import Protocol
 
 import torch
 
-__all__ = ["BatchObserver", "ChunkCallback", "Job", "QueueFullError", "Result", "settle"]
+__all__ = [
+    "BatchObserver",
+    "ChunkCallback",
+    "Job",
+    "QueueFullError",
+    "Result",
+    "ShuttingDownError",
+    "settle",
+]
 
 ChunkCallback = Callable[[torch.Tensor], None]
 
 
 class QueueFullError(RuntimeError):
     """The request queue is full; the caller should retry later."""
+
+
+class ShuttingDownError(RuntimeError):
+    """The worker is stopping and takes no more jobs; the caller should retry (elsewhere)."""
 
 
 class BatchObserver(Protocol):

@@ -7,8 +7,16 @@ prometheus-fastapi-instrumentator, so several apps in one process (tests) never 
 from __future__ import annotations
 
 from collections.abc import Callable
+from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    start_http_server,
+)
 
 __all__ = ["ServiceMetrics"]
 
@@ -22,6 +30,8 @@ class ServiceMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # process_resident_memory_bytes and friends, e.g. for `wavenet bench-service --hostile`.
+        ProcessCollector(registry=self.registry)
         self.queue_depth = Gauge(
             "wavenet_queue_depth",
             "Requests waiting for the inference worker.",
@@ -46,7 +56,8 @@ class ServiceMetrics:
         )
         self.cancelled = Counter(
             "wavenet_cancelled_requests",
-            "Requests dropped because their client went away.",
+            "Requests dropped because their client went away (while sending its body, "
+            "while queued, or while its audio was made).",
             registry=self.registry,
         )
         self.rejected = Counter(
@@ -54,6 +65,11 @@ class ServiceMetrics:
             "Requests turned away with 503 because the queue was full.",
             registry=self.registry,
         )
+
+    def serve(self, port: int, host: str) -> WSGIServer:
+        """Serve these metrics at http://host:port/metrics in a thread; `.shutdown()` stops it."""
+        server, _ = start_http_server(port, addr=host, registry=self.registry)
+        return server
 
     def watch_queue(self, depth: Callable[[], int]) -> None:
         """Read the queue depth from `depth` at every scrape."""

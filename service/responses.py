@@ -23,25 +23,27 @@ from service.audio_codec import (
     stream_header,
 )
 from service.bridge import ChunkStream, ClientGone, unless_disconnected, wait_for_disconnect
+from service.errors import CLIENT_CLOSED_REQUEST
 from service.inputs import InputError, Synthesis
 from service.jobs import Job
 from service.runtime import Runtime
 
 __all__ = ["AUDIO_RESPONSES", "synthesize"]
 
-# Status a client that went away gets logged with (nginx's "client closed request").
-CLIENT_CLOSED_REQUEST = 499
-
 AUDIO_RESPONSES: dict = {
     200: {
         "description": "The audio, in the requested format.",
         "content": {media_type: {} for media_type in MEDIA_TYPES.values()},
     },
-    401: {"description": "Missing or wrong API key."},
+    401: {"description": "Missing or wrong API key (refused before the body is read)."},
+    408: {"description": "The body did not arrive within WAVENET_BODY_TIMEOUT_S."},
     413: {"description": "Body or audio over the service's limits."},
     415: {"description": "Unsupported Content-Type or unreadable upload."},
     422: {"description": "Input the model cannot take; the detail says why."},
-    503: {"description": "The queue is full; retry after Retry-After seconds."},
+    503: {
+        "description": "The queue is full, or the service is shutting down; retry after "
+        "Retry-After seconds."
+    },
 }
 
 

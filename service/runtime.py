@@ -17,20 +17,33 @@ from wavenet.checkpoint import load_model
 from wavenet.devices import DeviceError, resolve_device
 from wavenet.errors import CheckpointError
 
-__all__ = ["Runtime", "StartupError", "load_served_model", "start_runtime"]
+__all__ = [
+    "SERVABLE_KINDS",
+    "Runtime",
+    "StartupError",
+    "check_servable",
+    "frame_limit",
+    "load_served_model",
+    "start_runtime",
+]
 
 
 class StartupError(RuntimeError):
     """The service cannot start; the message says why in one line."""
 
 
+# Checkpoint kinds the service can vocode with; a classifier or a pitch predictor cannot.
+SERVABLE_KINDS = ("student", "teacher")
+
+
 @dataclass
 class Runtime:
-    """The served model and the worker that owns it."""
+    """The served model, the worker that owns it, and the frame limit of its requests."""
 
     model: nn.Module
     worker: InferenceWorker
     info: ModelInfo
+    max_frames: int
 
     @property
     def sample_rate(self) -> int:
@@ -38,22 +51,43 @@ class Runtime:
         return self.model.spec.sample_rate
 
 
+def frame_limit(settings: Settings, kind: str) -> int:
+    """Most frames per request: a teacher makes one sample at a time, so it has its own limit
+    (at the default, well under a minute of CPU), and the lower of the two applies."""
+    if kind == "teacher":
+        return min(settings.max_frames, settings.teacher_max_frames)
+    return settings.max_frames
+
+
+def check_servable(model: nn.Module, path: Path) -> None:
+    """Raise StartupError unless `model` is of a kind the service can vocode with."""
+    kind = getattr(model, "kind", type(model).__name__)
+    if kind not in SERVABLE_KINDS:
+        raise StartupError(
+            f"{path} is a {kind} checkpoint; the service vocodes with a "
+            f"{' or '.join(SERVABLE_KINDS)} checkpoint (set WAVENET_MODEL or --model)"
+        )
+
+
 def load_served_model(settings: Settings) -> nn.Module:
     """Load the checkpoint at `settings.model` on the configured device.
 
     Raises:
-        StartupError: naming the path, if the device or the checkpoint is unusable.
+        StartupError: naming the path, if the device or the checkpoint is unusable, or the
+            checkpoint is not of a kind the service serves.
     """
     try:
         device = resolve_device(settings.device, setting="WAVENET_DEVICE")
     except DeviceError as error:
         raise StartupError(str(error)) from None
     try:
-        return load_model(settings.model, device=device)
+        model = load_model(settings.model, device=device)
     except CheckpointError as error:
         raise StartupError(
             f"cannot load the model: {error} (set WAVENET_MODEL or --model)"
         ) from None
+    check_servable(model, settings.model)
+    return model
 
 
 def describe(model: nn.Module, path: Path, settings: Settings) -> ModelInfo:
@@ -67,7 +101,7 @@ def describe(model: nn.Module, path: Path, settings: Settings) -> ModelInfo:
         receptive_field=model.receptive_field,
         parameters=sum(parameter.numel() for parameter in model.parameters()),
         device=str(next(model.parameters()).device),
-        max_frames=settings.max_frames,
+        max_frames=frame_limit(settings, model.kind),
         formats=list(FORMATS),
     )
 
@@ -80,6 +114,7 @@ def start_runtime(
         torch.set_num_threads(settings.torch_threads)
     if model is None:
         model = load_served_model(settings)
+    check_servable(model, settings.model)
     worker = InferenceWorker(
         model,
         max_batch_size=settings.max_batch_size,
@@ -90,4 +125,5 @@ def start_runtime(
         observer=observer,
     )
     worker.start(warmup_frames=settings.warmup_frames)
-    return Runtime(model=model, worker=worker, info=describe(model, settings.model, settings))
+    info = describe(model, settings.model, settings)
+    return Runtime(model=model, worker=worker, info=info, max_frames=info.max_frames)

@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from service.audio_codec import to_pcm16
+from service.server import uvicorn_config
 from service.settings import Settings
 from wavenet import load_model, save_model
 
@@ -36,11 +37,17 @@ def save_served_checkpoint(directory: Path) -> Path:
 
 
 def service_settings(checkpoint: Path, **overrides) -> Settings:
-    """Settings for tests: CPU, small limits, short waits; `overrides` replace any field."""
+    """Settings for tests: CPU, small limits, short waits; `overrides` replace any field.
+
+    The served tiny teacher takes milliseconds per frame, so its own frame limit (meant for
+    real teachers) is lifted: WAVENET_MAX_FRAMES applies, as for a student.
+    """
     fields = dict(
         model=checkpoint,
         device="cpu",
         max_frames=32,
+        teacher_max_frames=1_000_000,
+        log_level="warning",
         warmup_frames=2,
         batch_wait_ms=2.0,
         stream_chunk_frames=2,
@@ -66,13 +73,19 @@ def running_client(app: FastAPI, **client_options) -> Iterator[TestClient]:
         yield client
 
 
-@contextlib.contextmanager
-def running_server(app: FastAPI) -> Iterator[str]:
-    """Serve `app` with uvicorn on a free local port in a thread; yields its base URL."""
+def free_port() -> int:
+    """A TCP port nothing listens on at the moment, on the loopback interface."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(app: FastAPI) -> Iterator[str]:
+    """Serve `app` as `wavenet serve` does (its settings' limits and protocol), with uvicorn on
+    a free local port in a thread; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn_config(app, app.state.settings, "127.0.0.1", port))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:

@@ -104,3 +104,33 @@ def test_a_url_without_a_host_is_refused(capsys):
     assert "expected a URL like http://127.0.0.1:8000" in capsys.readouterr().err
     assert main(["bench-service", "--url", "http://127.0.0.1:80000"]) == 2
     assert "the port is not a number from 0 to 65535" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(60)
+def test_hostile_clients_against_a_running_service(tmp_path, capsys):
+    checkpoint = save_model(tiny_student(randomise=True), tmp_path / "student")
+    # Short timeouts, so that half-sent heads and slow bodies are answered within the hold.
+    settings = service_settings(
+        checkpoint, max_frames=1000, header_timeout_s=0.5, body_timeout_s=0.5, api_key="k"
+    )
+    with running_server(create_app(settings)) as base_url:
+        args = ["bench-service", "--url", base_url, "--hostile", "--hold-seconds", "2"]
+        assert main([*args, "--api-key", "k", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    rows = {row["case"]: row for row in report["cases"]}
+    assert len(rows) == 12 and rows["8 MB upload without the key"]["got"] == "401"
+    assert rows["upload at 2147483647 Hz"]["got"] == "422"
+    assert [name for name, row in rows.items() if not row["ok"]] == []
+    assert all(row["valid_request"]["status"] == "200" for row in rows.values())
+    assert report["server_errors"] == 0
+
+
+def test_hostile_answers_are_summarised_and_checked():
+    from service.hostile import Reply
+    from service.hostile_bench import as_expected, got
+
+    replies = [Reply(status=408, closed=True)] * 3 + [Reply(closed=True)]
+    assert got(replies) == "3 x 408, 1 x closed"
+    assert as_expected(got(replies), "408 or closed")
+    assert not as_expected(got([*replies, Reply()]), "408 or closed")
+    assert got(Reply(status=413)) == "413" and as_expected("413", "413")

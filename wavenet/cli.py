@@ -90,13 +90,14 @@ def _add_serve(commands) -> None:
 
 def _bench_service(args: argparse.Namespace) -> None:
     try:
+        from service.hostile_bench import run_hostile
         from service.loadtest import LoadTestError, run
     except ImportError as error:
         raise CommandError(
             f"bench-service needs the serve extras ({error}): pip install 'wavenet-service[serve]'"
         ) from None
     try:
-        run(args)
+        run_hostile(args) if args.hostile else run(args)
     except LoadTestError as error:
         raise CommandError(str(error)) from None
 
@@ -151,6 +152,25 @@ def _add_bench_service(commands) -> None:
         "--api-key",
         default=os.environ.get("WAVENET_API_KEY"),
         help="bearer key, when the service has one (default: $WAVENET_API_KEY)",
+    )
+    bench.add_argument(
+        "--hostile",
+        action="store_true",
+        help="instead of the load levels, replay hostile clients one by one (odd upload rates, "
+        "bodies cut short, half-sent requests, JSON amplification, huge headers, endless "
+        "bodies, uploads without the key, slow bodies): per case what it got, the server's "
+        "memory growth, and whether a valid request was served meanwhile within 5 s",
+    )
+    bench.add_argument(
+        "--hold-seconds",
+        type=positive_float,
+        default=12.0,
+        help="--hostile: how long half-sent requests and slow bodies wait for an answer "
+        "(above WAVENET_HEADER_TIMEOUT_S and WAVENET_BODY_TIMEOUT_S to see them answered)",
+    )
+    bench.add_argument(
+        "--metrics-url",
+        help="--hostile: the service's /metrics, when WAVENET_METRICS_PORT serves it apart",
     )
     bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bench.add_argument("--out", help="also write the report as JSON here")

@@ -9,9 +9,11 @@ from starlette.concurrency import run_in_threadpool
 
 from service.audio_codec import AudioFormat
 from service.deps import ApiKey, RuntimeDep, SettingsDep
-from service.inputs import upload_synthesis, vocode_synthesis
+from service.inputs import upload_synthesis
+from service.limits import read_body
 from service.responses import AUDIO_RESPONSES, synthesize
 from service.schemas import MAX_SEED, MAX_TEMPERATURE, SynthesisQuery
+from service.vocode_body import body_kind, body_limit, vocode_synthesis
 
 __all__ = ["router"]
 
@@ -50,15 +52,14 @@ async def vocode(
     query: Annotated[SynthesisQuery, Query()],
 ) -> Response:
     """Audio for a mel sent as JSON (`VocodeRequest`) or as an application/x-npy body."""
-    body = await request.body()
+    kind = body_kind(request.headers.get("content-type", ""))
+    spec = runtime.model.spec
+    limit, why = body_limit(kind, spec.n_mels, runtime.max_frames)
+    if limit >= settings.max_body_bytes:
+        limit, why = settings.max_body_bytes, ""
+    body = await read_body(request, limit, why)
     synthesis = await run_in_threadpool(
-        vocode_synthesis,
-        body,
-        request.headers.get("content-type", ""),
-        query,
-        runtime.model.spec,
-        runtime.info.speakers,
-        settings.max_frames,
+        vocode_synthesis, body, kind, query, spec, runtime.info.speakers, runtime.max_frames
     )
     return await synthesize(request, runtime, synthesis)
 
@@ -91,6 +92,7 @@ async def resynthesize(
         options,
         runtime.model.spec,
         runtime.info.speakers,
-        settings.max_frames,
+        runtime.max_frames,
+        (settings.upload_min_rate_hz, settings.upload_max_rate_hz),
     )
     return await synthesize(request, runtime, synthesis)
