@@ -42,6 +42,8 @@ def vocode(
     seed: int = 0,
     frames_per_chunk: int = 2,
     one_thread: bool = True,
+    f0s: list[torch.Tensor] | None = None,
+    phases: torch.Tensor | None = None,
 ) -> list[np.ndarray]:
     """Sample waveforms for several mels in one zero-padded batch, within a time budget.
 
@@ -54,6 +56,9 @@ def vocode(
         frames_per_chunk (int): Frames made between checks of the budget.
         one_thread (bool): Sample with one CPU thread: right for autoregressive models'
             tiny steps; a parallel student's large passes want every thread.
+        f0s (list[Tensor] | None): F0 of each clip (frames_i,), Hz, 0 = unvoiced: for a
+            pitch-aware model (zero-padded like the mels).
+        phases (Tensor | None): The excitation's initial phase of each clip (B,); None = 0.
 
     Returns:
         list[ndarray]: Waveform of each clip (frames_i * hop,), or its first part when the
@@ -63,6 +68,10 @@ def vocode(
     frames = [mel.shape[-1] for mel in mels]
     batch = torch.stack([F.pad(mel, (0, max(frames) - mel.shape[-1])) for mel in mels])
     speaker = None if None in speakers else torch.tensor(speakers, device=device)
+    pitch = {}
+    if f0s is not None:
+        f0 = torch.stack([F.pad(f0, (0, max(frames) - f0.shape[-1])) for f0 in f0s])
+        pitch = {"f0": f0.to(device), "phase": None if phases is None else phases.to(device)}
     generator = torch.Generator(device).manual_seed(seed)
     deadline = time.monotonic() + max_seconds
     chunks = []
@@ -73,6 +82,7 @@ def vocode(
             mel_lengths=torch.tensor(frames),
             frames_per_chunk=frames_per_chunk,
             generator=generator,
+            **pitch,
         )
         for chunk in stream:
             chunks.append(chunk.float().cpu())
