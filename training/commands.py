@@ -77,6 +77,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         clips=args.clips,
         device=resolve_device(args.device),
         teacher=args.teacher,
+        pitch=args.pitch,
     )
     print(markdown_table(report))
     print(f"report written to {args.out}", file=sys.stderr)
@@ -234,8 +235,12 @@ def _add_evaluate(commands) -> None:
         "of training (unseen); or on the audio files of a folder. Teacher NLL in bits per "
         "sample (or, for a student given --teacher, its KL to the teacher in nats per "
         "sample), and log-mel L1, "
-        "multi-resolution STFT distance, PESQ (16 kHz) and STOI of copy synthesis and of "
-        "Griffin-Lim from the same mels. A pitch predictor is scored instead against the "
+        "multi-resolution STFT distance, PESQ (16 kHz), STOI, periodicity in the tracker's "
+        "voiced frames and the noise floor (dB against the recording where it is 50 dB below "
+        "its peak) of copy synthesis and of Griffin-Lim from the same mels. A pitch-aware "
+        "model vocodes from the corpus's tracker F0 and, with --pitch, also from the F0 a "
+        "pitch predictor reads off the mel; a student with a harmonic source is shown beside "
+        "its untrained start. A pitch predictor is scored instead against the "
         "tracker's F0 on each held-out split (seen speakers, unseen speaker): voicing error, "
         "gross pitch error and median error in cents. Writes a JSON report and prints a "
         "markdown table.",
@@ -249,6 +254,11 @@ def _add_evaluate(commands) -> None:
     evaluate.add_argument("--clips", type=int, default=3, help="held-out clips to synthesise")
     evaluate.add_argument(
         "--teacher", help="for a student: its teacher's checkpoint, to add the KL to the teacher"
+    )
+    evaluate.add_argument(
+        "--pitch",
+        metavar="MODEL_DIR",
+        help="for a pitch-aware model: a pitch predictor, to add rows from its F0 (mel only)",
     )
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")
     evaluate.set_defaults(handler=_evaluate)
