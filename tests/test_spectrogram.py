@@ -10,9 +10,12 @@ import torch
 from conftest import tiny_student_config, tiny_teacher_config
 
 from training.dataset import load_prepared
+from training.eval_clips import clip_phase
 from training.metrics import periodicity
-from wavenet import Student, Teacher, save_model
+from training.spectrogram import spectrogram_rows
+from wavenet import Student, Teacher, load_model, save_model
 from wavenet.cli import main
+from wavenet.excitation import ExcitationSpec
 
 RATE = 16000
 
@@ -74,3 +77,56 @@ def test_spectrogram_names_a_missing_clip(models, prepared_corpus, tmp_path, cap
     assert code == 2
     assert "no held-out clip has the id 'nope'" in capsys.readouterr().err
     assert not (tmp_path / "f.png").exists()
+
+
+@pytest.fixture(scope="module")
+def pitch_student(prepared_corpus, tmp_path_factory):
+    """An untrained tiny student with the harmonic excitation and source."""
+    corpus = load_prepared(prepared_corpus)
+    torch.manual_seed(0)
+    config = tiny_student_config(
+        speakers=corpus.speakers,
+        excitation=ExcitationSpec(harmonics=3),
+        source="harmonic",
+        pitch=corpus.pitch,
+    )
+    return save_model(Student(config, corpus.spec), tmp_path_factory.mktemp("pitch") / "pitch")
+
+
+def test_a_pitch_aware_model_is_drawn_with_the_tracker_f0(
+    pitch_student, models, prepared_corpus, tmp_path, capsys
+):
+    out = tmp_path / "figure.png"
+    args = ["spectrogram", "--model", str(pitch_student), str(models[1])]
+    assert main([*args, "--data", str(prepared_corpus), "--out", str(out), "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report["f0_contour"] == ["real", "student (pitch)"], "not over a mel-only model"
+    assert all(score is not None for score in report["periodicity"].values())
+
+
+def test_the_f0_and_phase_given_are_the_clips_and_drawn_at_frame_centres(
+    pitch_student, prepared_corpus
+):
+    made = spectrogram_rows([pitch_student], prepared_corpus)
+    corpus = load_prepared(prepared_corpus)
+    utterance = corpus.val[0]
+    f0 = np.array(utterance.load_f0())
+    times, contour = made.contours["student (pitch)"]
+    np.testing.assert_array_equal(contour, f0)
+    hop = corpus.spec.hop_length
+    np.testing.assert_allclose(times, (np.arange(len(f0)) * hop + hop / 2) / RATE)
+    assert (f0 > 0).any(), "the clip has no voiced frame: the test would be vacuous"
+    student = load_model(pitch_student)
+    mel = torch.from_numpy(np.array(utterance.load(corpus.spec)[1]))[None]
+    speaker = torch.tensor([corpus.speakers.index(utterance.speaker)])
+    phase = torch.tensor([clip_phase(utterance.entry.id)], dtype=torch.float64)
+    expected = student.generate(
+        mel,
+        speaker,
+        f0=torch.from_numpy(f0)[None],
+        phase=phase,
+        generator=torch.Generator().manual_seed(0),
+    )[0].numpy()
+    made_audio = made.rows["student (pitch)"]
+    np.testing.assert_allclose(made_audio, expected[: len(made_audio)], atol=1e-6)
