@@ -271,7 +271,9 @@ def _add_spectrogram(commands) -> None:
         description="Vocode one held-out clip's real mel with each model (copy synthesis), "
         "invert it with Griffin-Lim, and draw every row as a log spectrogram in one PNG, "
         "each titled with its periodicity (about 0.9 for voiced speech, low for a whisper "
-        "or noise). A teacher samples within --max-seconds; all rows share the length made.",
+        "or noise). A pitch-aware model is given the clip's tracker F0, whose contour is drawn "
+        "over the real row and over that model's row. A teacher samples within "
+        "--max-seconds; all rows share the length made.",
     )
     spectrogram.add_argument(
         "--model", required=True, nargs="+", help="checkpoint directories, one row each"
