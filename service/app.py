@@ -29,27 +29,35 @@ from torch import nn
 from service.errors import install_error_handlers
 from service.limits import RequestGuard
 from service.metrics import ServiceMetrics
-from service.routes import demo, models, status, synthesis
-from service.runtime import StartupError, load_served_model, start_runtime
+from service.routes import demo, f0, models, status, synthesis
+from service.runtime import StartupError, load_pitch, load_served_model, start_runtime
 from service.schemas import VocodeRequest
 from service.server import uvicorn_config
 from service.settings import Settings, settings_error
+from wavenet.synthesis_f0 import SynthesisF0
 
 __all__ = ["create_app", "run"]
 
 log = logging.getLogger("service")
 
 # Response headers a browser page on another origin may read (when CORS is on).
-AUDIO_HEADERS = ["X-Sample-Rate", "X-Audio-Seconds", "X-Inference-Ms", "X-Queue-Ms"]
+AUDIO_HEADERS = [
+    "X-Sample-Rate",
+    "X-Audio-Seconds",
+    "X-Inference-Ms",
+    "X-Queue-Ms",
+    "X-F0-Source",
+]
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Load the model (unless one was given), start the worker; stop it on shutdown."""
     settings: Settings = app.state.settings
+    state = app.state
     try:
         runtime = await run_in_threadpool(
-            start_runtime, settings, app.state.preloaded_model, app.state.metrics
+            start_runtime, settings, state.preloaded_model, state.metrics, state.preloaded_pitch
         )
     except StartupError as error:
         log.error("%s", error)
@@ -72,7 +80,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app(
-    settings: Settings | None = None, model: nn.Module | None = None, host: str = "127.0.0.1"
+    settings: Settings | None = None,
+    model: nn.Module | None = None,
+    host: str = "127.0.0.1",
+    pitch: SynthesisF0 | None = None,
 ) -> FastAPI:
     """Build the app; the model is loaded when it starts (or `model` is served as given).
 
@@ -80,6 +91,8 @@ def create_app(
         settings (Settings | None): Configuration; None reads it from the environment.
         model (nn.Module | None): An already loaded model to serve instead of `settings.model`.
         host (str): Address the API is served on; /metrics on its own port (when set) too.
+        pitch (SynthesisF0 | None): A pitch-aware model's F0 handling, its predictor loaded;
+            None loads the predictor of WAVENET_PITCH_MODEL when the model is pitch-aware.
     """
     settings = settings or Settings()
     logging.getLogger("service").setLevel(settings.log_level.upper())
@@ -94,10 +107,11 @@ def create_app(
     app.state.settings = settings
     app.state.host = host
     app.state.preloaded_model = model
+    app.state.preloaded_pitch = pitch
     app.state.metrics = ServiceMetrics()
     app.state.runtime = None
     install_error_handlers(app)
-    for router in (synthesis.router, models.router, status.router, demo.router):
+    for router in (synthesis.router, f0.router, models.router, status.router, demo.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=demo.STATIC_DIR), name="static")
     app.add_middleware(RequestGuard, settings=settings, metrics=app.state.metrics)
@@ -134,7 +148,8 @@ def _openapi(app: FastAPI) -> dict:
 
 def run(model: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve until interrupted (`wavenet serve`); exits with status 2 if it cannot start:
-    invalid settings, a device that is not there, a checkpoint it cannot load or serve."""
+    invalid settings, a device that is not there, a checkpoint it cannot load or serve, a
+    pitch-aware model without a usable pitch predictor."""
     import uvicorn
 
     overrides = {"model": Path(model)} if model is not None else {}
@@ -143,11 +158,12 @@ def run(model: str | Path | None = None, host: str = "127.0.0.1", port: int = 80
         logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(message)s")
         # Loaded before the server starts, so a bad path or device is one line and exit 2.
         loaded = load_served_model(settings)
+        pitch = load_pitch(settings, loaded)
     except ValidationError as error:
         _exit(settings_error(error))
     except StartupError as error:
         _exit(str(error))
-    app = create_app(settings, model=loaded, host=host)
+    app = create_app(settings, model=loaded, host=host, pitch=pitch)
     uvicorn.Server(uvicorn_config(app, settings, host, port)).run()
 
 

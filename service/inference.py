@@ -3,7 +3,10 @@
 Requests wait in a bounded queue. The worker takes the oldest one, then gathers others that
 can share its batch (same temperature, speaker given or not, no private random seed) for up
 to `batch_wait_s`, zero-pads their mels along time and passes their lengths as `mel_lengths`,
-so each item comes out as if it had been run alone. Audio is handed back chunk by chunk: a
+so each item comes out as if it had been run alone. A pitch-aware model gets each item's F0
+(sent or tracked with the request, else predicted here from its own mel, on the model's
+device), shifted by its pitch_shift, zero-padded like the mel, and each item's initial phase.
+Audio is handed back chunk by chunk: a
 streaming request sees each chunk as it is made, the others get their whole audio once their
 own samples are done. A request whose client went away (its future cancelled) is skipped, and
 a batch stops early once every request in it is gone.
@@ -27,6 +30,7 @@ import torch.nn.functional as F
 
 from service.chunking import chunk_context, overlapped_chunks
 from service.jobs import BatchObserver, Job, QueueFullError, Result, ShuttingDownError, settle
+from wavenet.synthesis_f0 import SynthesisF0, is_pitch_aware
 
 __all__ = ["InferenceWorker"]
 
@@ -44,6 +48,8 @@ class InferenceWorker:
         chunk_frames (int): Frames per chunk handed back while generating.
         half_precision (bool): fp16 autocast on CUDA (kept only if the warm-up succeeds).
         observer (BatchObserver | None): Told about every served batch.
+        pitch (SynthesisF0 | None): F0 handling of a pitch-aware model, with the predictor
+            for jobs sent without F0; None: made from the model, without a predictor.
     """
 
     def __init__(
@@ -55,8 +61,12 @@ class InferenceWorker:
         chunk_frames: int = 16,
         half_precision: bool = False,
         observer: BatchObserver | None = None,
+        pitch: SynthesisF0 | None = None,
     ):
         self.model = model
+        if pitch is None and is_pitch_aware(model):
+            pitch = SynthesisF0.for_model(model)
+        self.pitch = pitch
         self.device = next(model.parameters()).device
         self.max_batch_size = max_batch_size
         self.batch_wait_s = batch_wait_s
@@ -122,8 +132,11 @@ class InferenceWorker:
     def _warm_up(self, frames: int) -> None:
         """Run one small batch so the first request does not pay for lazy initialisation."""
         mel = torch.zeros(self.model.spec.n_mels, frames)
+        # A pitch-aware model warms up its predictor too, where it has one.
+        unvoiced = self.pitch is not None and self.pitch.predictor is None
+        f0 = torch.zeros(frames) if unvoiced else None
         for attempt in ("fp16 autocast", "fp32") if self.autocast else ("fp32",):
-            job = Job(mel, temperature=0.0)
+            job = Job(mel, temperature=0.0, f0=f0)
             self._run([job], observe=False)
             error = job.future.exception()
             if error is None:
@@ -164,12 +177,16 @@ class InferenceWorker:
         return False
 
     def _run(self, batch: list[Job], observe: bool = True) -> None:
-        """Generate a batch and hand each job its samples as they come out."""
+        """Generate a batch and hand each job its samples as they come out (or, for a batch
+        of `f0_only` jobs, each its F0)."""
         started = time.perf_counter()
         deliveries = [_Delivery(job, self.model.spec.samples_for(job.frames)) for job in batch]
         offset = 0
         try:
-            for chunk in self._generate(batch):
+            f0s = [self._job_f0(job) for job in batch]
+            if batch[0].f0_only:
+                return _hand_f0(batch, f0s, started)
+            for chunk in self._generate(batch, f0s):
                 chunk = chunk.float().cpu()
                 for row, delivery in zip(chunk, deliveries, strict=True):
                     delivery.feed(row, offset, started)
@@ -191,8 +208,21 @@ class InferenceWorker:
         samples = sum(delivery.samples for delivery in served)
         self.observer.batch_done(len(deliveries), samples / self.model.spec.sample_rate, seconds)
 
-    def _generate(self, batch: list[Job]) -> Iterator[torch.Tensor]:
-        """Audio chunks (B, chunk_samples) for the batch, in order."""
+    def _job_f0(self, job: Job) -> torch.Tensor | None:
+        """A job's F0 (frames,) before its shift, on the device: sent (or tracked), else
+        predicted from its own mel (so that it does not depend on the batch); None when the
+        model is mel-only."""
+        if self.pitch is None:
+            if job.f0 is not None or job.f0_only:
+                raise ValueError("the model is mel-only: it takes no F0")
+            return None
+        if job.f0 is not None:
+            return job.f0.to(self.device)
+        return self.pitch.predict(job.mel).to(self.device)
+
+    def _generate(self, batch: list[Job], f0s: list) -> Iterator[torch.Tensor]:
+        """Audio chunks (B, chunk_samples) for the batch, in order; `f0s` are the jobs' F0
+        before the shift (None each for a mel-only model)."""
         first = batch[0]
         frames = [job.frames for job in batch]
         mel = torch.stack([F.pad(job.mel, (0, max(frames) - job.frames)) for job in batch])
@@ -209,6 +239,12 @@ class InferenceWorker:
             mel_lengths=mel_lengths if min(frames) < max(frames) else None,
             generator=generator,
         )
+        if self.pitch is not None:
+            shifts = [job.pitch_shift for job in batch]
+            shifted = [self.pitch.shifted(f0, s) for f0, s in zip(f0s, shifts, strict=True)]
+            options["f0"] = torch.stack([F.pad(f0, (0, max(frames) - len(f0))) for f0 in shifted])
+            phases = [job.phase for job in batch]
+            options["phase"] = torch.tensor(phases, dtype=torch.float64, device=self.device)
         autocast = torch.autocast("cuda", torch.float16) if self.autocast else _no_autocast()
         with torch.inference_mode(), autocast:
             yield from self._chunks(mel, speaker, mel_lengths, options, stream=bool(first.on_chunk))
@@ -262,6 +298,13 @@ class _Delivery:
             audio = torch.cat(self.parts) if self.job.on_chunk is None else None
             elapsed = time.perf_counter() - started
             settle(self.job.future, Result(audio, elapsed, started - self.job.enqueued_at))
+
+
+def _hand_f0(batch: list[Job], f0s: list[torch.Tensor], started: float) -> None:
+    """Settle each `f0_only` job with its F0."""
+    for job, f0 in zip(batch, f0s, strict=True):
+        elapsed, waited = time.perf_counter() - started, started - job.enqueued_at
+        settle(job.future, Result(None, elapsed, waited, f0.cpu()))
 
 
 def _no_autocast() -> contextlib.AbstractContextManager:

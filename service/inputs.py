@@ -18,6 +18,7 @@ from wavenet.audio import decode_audio
 from wavenet.errors import AudioError, InputTooLongError, UnreadableInputError
 from wavenet.features import FeatureSpec
 from wavenet.inputs import check_mel, resolve_speaker
+from wavenet.synthesis_f0 import SynthesisF0
 
 __all__ = [
     "InputError",
@@ -28,6 +29,7 @@ __all__ = [
     "validation_message",
 ]
 
+MEL_ONLY = "this model is mel-only (not pitch-aware)"
 # Validation errors listed in one message; the rest are counted.
 MAX_LISTED_ERRORS = 3
 UPLOAD_NAME = "the uploaded file"
@@ -52,6 +54,10 @@ class Synthesis:
         temperature (float): Sampling temperature.
         seed (int | None): Seed for reproducible sampling.
         stream (bool): Send chunks as they are made.
+        f0 (Tensor | None): F0 (frames,) in Hz before the shift, sent or tracked; None: to
+            be predicted from the mel (pitch-aware model), or none at all (mel-only).
+        pitch_shift (float): Semitones to shift F0 by.
+        f0_source (str | None): "request", "predictor" or "tracker"; None when mel-only.
     """
 
     mel: torch.Tensor
@@ -60,6 +66,9 @@ class Synthesis:
     temperature: float
     seed: int | None
     stream: bool
+    f0: torch.Tensor | None = None
+    pitch_shift: float = 0.0
+    f0_source: str | None = None
 
 
 def upload_synthesis(
@@ -69,15 +78,20 @@ def upload_synthesis(
     speakers: list[str],
     max_frames: int,
     rates: tuple[int, int] | None = None,
+    pitch: SynthesisF0 | None = None,
 ) -> Synthesis:
-    """A POST /v1/resynthesize request: the uploaded audio's features, with form options.
+    """A POST /v1/resynthesize request: the uploaded audio's features, with form options;
+    for a pitch-aware model (`pitch`), its F0 tracked from the audio.
 
     `rates` are the lowest and highest sample rates an upload may have, in Hz.
     """
     max_seconds = spec.samples_for(max_frames) / spec.sample_rate
     with reported_as_input_errors(unreadable=415):
         audio = decode_audio(data, spec.sample_rate, max_seconds, rates, name=UPLOAD_NAME)
-    return checked_synthesis(spec.extract(audio), options, spec, speakers, max_frames)
+    synthesis = checked_synthesis(spec.extract(audio), options, spec, speakers, max_frames, pitch)
+    if pitch is not None:
+        synthesis.f0, synthesis.f0_source = pitch.track(audio), "tracker"
+    return synthesis
 
 
 def checked_synthesis(
@@ -86,17 +100,33 @@ def checked_synthesis(
     spec: FeatureSpec,
     speakers: list[str],
     max_frames: int,
+    pitch: SynthesisF0 | None = None,
+    f0: torch.Tensor | None = None,
 ) -> Synthesis:
-    """A checked request: the mel within limits, the speaker resolved, the options kept."""
+    """A checked request: the mel within limits, the speaker resolved, the options kept, and
+    the F0 sent (if any) checked against the model: a mel-only model (`pitch` None) takes
+    neither f0 nor a pitch_shift."""
     with reported_as_input_errors():
-        return Synthesis(
-            mel=check_mel(mel, spec.n_mels, max_frames),
+        mel = check_mel(mel, spec.n_mels, max_frames)
+        synthesis = Synthesis(
+            mel=mel,
             speaker=resolve_speaker(options.speaker, speakers),
             format=options.format,
             temperature=options.temperature,
             seed=options.seed,
             stream=options.stream,
+            pitch_shift=options.pitch_shift,
         )
+        if pitch is None:
+            if f0 is not None:
+                raise InputError(f"{MEL_ONLY}: it takes no f0; leave f0 out")
+            if options.pitch_shift != 0:
+                raise InputError(f"{MEL_ONLY}: it cannot shift pitch; leave pitch_shift at 0")
+            return synthesis
+        if f0 is not None:
+            synthesis.f0 = pitch.check(f0, mel.shape[-1])
+        synthesis.f0_source = "predictor" if f0 is None else "request"
+        return synthesis
 
 
 @contextmanager

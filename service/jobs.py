@@ -49,11 +49,13 @@ class Result:
             whose audio went to its chunk callback.
         inference_s (float): Seconds from the start of its batch to its last sample.
         queue_s (float): Seconds it waited before its batch started.
+        f0 (Tensor | None): Of an `f0_only` job: its F0 (frames,) before the shift, on the CPU.
     """
 
     audio: torch.Tensor | None
     inference_s: float
     queue_s: float
+    f0: torch.Tensor | None = None
 
 
 @dataclass(eq=False)
@@ -67,6 +69,11 @@ class Job:
         seed (int | None): Seed of a private random generator, for reproducible sampling.
         on_chunk (Callable | None): Called in the worker thread with each audio chunk
             (samples,) as it is made; None to get the whole audio in the result.
+        f0 (Tensor | None): F0 (frames,) in Hz, 0 = unvoiced, before the shift, for a
+            pitch-aware model; None: the worker predicts it from the mel.
+        pitch_shift (float): Semitones the worker shifts F0 by.
+        phase (float): Initial phase of the excitation, radians.
+        f0_only (bool): Resolve the F0 (sent, or predicted) and return it; make no audio.
         future (Future): Resolves to a `Result`; cancelling it drops the request.
     """
 
@@ -75,6 +82,10 @@ class Job:
     temperature: float = 1.0
     seed: int | None = None
     on_chunk: ChunkCallback | None = None
+    f0: torch.Tensor | None = None
+    pitch_shift: float = 0.0
+    phase: float = 0.0
+    f0_only: bool = False
     future: Future = field(default_factory=Future)
     enqueued_at: float = field(default_factory=time.perf_counter)
 
@@ -91,7 +102,8 @@ class Job:
     def batch_key(self) -> tuple:
         """Jobs with equal keys can run in one batch."""
         solo = id(self) if self.private_rng else None
-        return (self.temperature, self.speaker is None, self.on_chunk is not None, solo)
+        streams = self.on_chunk is not None
+        return (self.temperature, self.speaker is None, streams, solo, self.f0_only)
 
 
 def settle(future: Future, result: Result | None = None, error: Exception | None = None):

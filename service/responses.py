@@ -2,7 +2,11 @@
 
 Every audio response carries X-Sample-Rate, X-Audio-Seconds and X-Inference-Ms (model time
 of the request's batch; for a stream, the time until its first chunk was ready) and
-X-Queue-Ms (time spent waiting for the worker).
+X-Queue-Ms (time spent waiting for the worker); that of a pitch-aware model X-F0-Source
+(request, predictor or tracker).
+
+The excitation of a pitch-aware model starts at phase `wavenet.synthesis_f0.seeded_phase(seed)`:
+0 without a seed, else drawn from the seed, so a request sounds the same every time.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ from service.errors import CLIENT_CLOSED_REQUEST
 from service.inputs import InputError, Synthesis
 from service.jobs import Job
 from service.runtime import Runtime
+from wavenet.synthesis_f0 import seeded_phase
 
-__all__ = ["AUDIO_RESPONSES", "synthesize"]
+__all__ = ["AUDIO_RESPONSES", "new_job", "synthesize"]
 
 AUDIO_RESPONSES: dict = {
     200: {
@@ -56,7 +61,7 @@ async def synthesize(request: Request, runtime: Runtime, synthesis: Synthesis) -
         )
     if synthesis.stream:
         return await _stream(request, runtime, synthesis)
-    job = Job(synthesis.mel, synthesis.speaker, synthesis.temperature, synthesis.seed)
+    job = new_job(synthesis)
     runtime.worker.submit(job)
     try:
         result = await unless_disconnected(
@@ -67,19 +72,28 @@ async def synthesize(request: Request, runtime: Runtime, synthesis: Synthesis) -
     rate = runtime.sample_rate
     body = await run_in_threadpool(encode_audio, result.audio, rate, synthesis.format)
     headers = _headers(result.audio.numel(), rate, result.inference_s, result.queue_s)
-    return Response(body, media_type=MEDIA_TYPES[synthesis.format], headers=headers)
+    return Response(body, media_type=MEDIA_TYPES[synthesis.format], headers=_f0(headers, synthesis))
+
+
+def new_job(synthesis: Synthesis, on_chunk=None, f0_only: bool = False) -> Job:
+    """The worker's job for a checked request (the excitation's phase seeded from its seed)."""
+    return Job(
+        synthesis.mel,
+        synthesis.speaker,
+        synthesis.temperature,
+        synthesis.seed,
+        on_chunk=on_chunk,
+        f0=synthesis.f0,
+        pitch_shift=synthesis.pitch_shift,
+        phase=seeded_phase(synthesis.seed),
+        f0_only=f0_only,
+    )
 
 
 async def _stream(request: Request, runtime: Runtime, synthesis: Synthesis) -> Response:
     """Answer once the first chunk is ready (so failures still get a status), then stream."""
     chunks = ChunkStream()
-    job = Job(
-        synthesis.mel,
-        synthesis.speaker,
-        synthesis.temperature,
-        synthesis.seed,
-        on_chunk=chunks.put,
-    )
+    job = new_job(synthesis, on_chunk=chunks.put)
     runtime.worker.submit(job)
     chunks.follow(job.future)
     try:
@@ -105,8 +119,14 @@ async def _stream(request: Request, runtime: Runtime, synthesis: Synthesis) -> R
             job.future.cancel()
 
     samples = runtime.model.spec.samples_for(synthesis.mel.shape[-1])
-    headers = _headers(samples, rate, waited, None)
+    headers = _f0(_headers(samples, rate, waited, None), synthesis)
     return StreamingResponse(body(), media_type=MEDIA_TYPES[fmt], headers=headers)
+
+
+def _f0(headers: dict, synthesis: Synthesis) -> dict:
+    if synthesis.f0_source is not None:
+        headers["X-F0-Source"] = synthesis.f0_source
+    return headers
 
 
 def _headers(samples: int, rate: int, inference_s: float, queue_s: float | None) -> dict:

@@ -1,4 +1,9 @@
-"""What the running service holds: the loaded model, its worker, and a description of it."""
+"""What the running service holds: the loaded model, its worker, and a description of it.
+
+A pitch-aware model also holds its F0 handling (`wavenet.synthesis_f0.SynthesisF0`), with the
+pitch predictor loaded at start: from WAVENET_PITCH_MODEL, else the `pitch` folder beside the
+model's. Without a loadable one the service refuses to start.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,18 @@ from torch import nn
 from service.audio_codec import FORMATS
 from service.inference import InferenceWorker
 from service.jobs import BatchObserver
-from service.schemas import ModelInfo
+from service.schemas import ModelInfo, PitchInfo
 from service.settings import Settings
 from wavenet.checkpoint import load_model
 from wavenet.devices import DeviceError, resolve_device
 from wavenet.errors import CheckpointError
+from wavenet.synthesis_f0 import (
+    PITCH_SHIFT_LIMIT,
+    SynthesisF0,
+    default_predictor_path,
+    is_pitch_aware,
+    load_pitch_predictor,
+)
 
 __all__ = [
     "SERVABLE_KINDS",
@@ -23,6 +35,7 @@ __all__ = [
     "StartupError",
     "check_servable",
     "frame_limit",
+    "load_pitch",
     "load_served_model",
     "start_runtime",
 ]
@@ -38,12 +51,14 @@ SERVABLE_KINDS = ("student", "teacher")
 
 @dataclass
 class Runtime:
-    """The served model, the worker that owns it, and the frame limit of its requests."""
+    """The served model, the worker that owns it, the frame limit of its requests, and the
+    F0 handling of a pitch-aware model (None when it is mel-only)."""
 
     model: nn.Module
     worker: InferenceWorker
     info: ModelInfo
     max_frames: int
+    pitch: SynthesisF0 | None = None
 
     @property
     def sample_rate(self) -> int:
@@ -90,7 +105,46 @@ def load_served_model(settings: Settings) -> nn.Module:
     return model
 
 
-def describe(model: nn.Module, path: Path, settings: Settings) -> ModelInfo:
+def predictor_path(settings: Settings) -> Path:
+    """WAVENET_PITCH_MODEL, else the `pitch` folder beside WAVENET_MODEL's."""
+    return settings.pitch_model or default_predictor_path(settings.model)
+
+
+def load_pitch(settings: Settings, model: nn.Module) -> SynthesisF0 | None:
+    """The F0 handling of a pitch-aware `model`, its pitch predictor loaded; None if mel-only.
+
+    Raises:
+        StartupError: naming the predictor's path and why it cannot serve the model.
+    """
+    if not is_pitch_aware(model):
+        return None
+    path = predictor_path(settings)
+    try:
+        predictor = load_pitch_predictor(path, model)
+    except CheckpointError as error:
+        raise StartupError(
+            f"the model is pitch-aware and predicts F0 for mels sent without f0, but the "
+            f"pitch predictor cannot be used: {error} (set WAVENET_PITCH_MODEL)"
+        ) from None
+    return SynthesisF0.for_model(model, predictor)
+
+
+def pitch_info(pitch: SynthesisF0 | None, settings: Settings) -> PitchInfo | None:
+    """What GET /v1/models says about a model's F0 (None for a mel-only model)."""
+    if pitch is None:
+        return None
+    return PitchInfo(
+        f0_sources={"vocode": "request or predictor", "resynthesize": "tracker"},
+        f0_max=pitch.f0_max,
+        pitch_shift_range=(-PITCH_SHIFT_LIMIT, PITCH_SHIFT_LIMIT),
+        predictor=predictor_path(settings).name,
+        tracker=pitch.tracker,
+    )
+
+
+def describe(
+    model: nn.Module, path: Path, settings: Settings, pitch: SynthesisF0 | None = None
+) -> ModelInfo:
     """What GET /v1/models says about `model`."""
     return ModelInfo(
         name=Path(path).name,
@@ -103,18 +157,26 @@ def describe(model: nn.Module, path: Path, settings: Settings) -> ModelInfo:
         device=str(next(model.parameters()).device),
         max_frames=frame_limit(settings, model.kind),
         formats=list(FORMATS),
+        pitch_aware=pitch is not None,
+        pitch=pitch_info(pitch, settings),
     )
 
 
 def start_runtime(
-    settings: Settings, model: nn.Module | None = None, observer: BatchObserver | None = None
+    settings: Settings,
+    model: nn.Module | None = None,
+    observer: BatchObserver | None = None,
+    pitch: SynthesisF0 | None = None,
 ) -> Runtime:
-    """Load the model (unless given), start its worker (which warms it up), and return both."""
+    """Load the model (unless given) and, for a pitch-aware one, its pitch predictor (unless
+    `pitch` is given); start its worker (which warms it up), and return them."""
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     if model is None:
         model = load_served_model(settings)
     check_servable(model, settings.model)
+    if pitch is None:
+        pitch = load_pitch(settings, model)
     worker = InferenceWorker(
         model,
         max_batch_size=settings.max_batch_size,
@@ -123,7 +185,8 @@ def start_runtime(
         chunk_frames=settings.stream_chunk_frames,
         half_precision=settings.half_precision,
         observer=observer,
+        pitch=pitch,
     )
     worker.start(warmup_frames=settings.warmup_frames)
-    info = describe(model, settings.model, settings)
-    return Runtime(model=model, worker=worker, info=info, max_frames=info.max_frames)
+    info = describe(model, settings.model, settings, pitch)
+    return Runtime(model, worker, info, info.max_frames, pitch)

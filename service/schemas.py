@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from service.audio_codec import AudioFormat
 from wavenet.features import FeatureSpec
+from wavenet.pitch import PitchSpec
+from wavenet.synthesis_f0 import PITCH_SHIFT_LIMIT
 
 __all__ = [
     "MAX_SEED",
     "MAX_TEMPERATURE",
     "MIN_TEMPERATURE",
     "ErrorBody",
+    "F0Track",
     "Health",
     "MelArray",
     "ModelInfo",
     "ModelList",
+    "PitchInfo",
+    "PitchShift",
     "SynthesisQuery",
     "Temperature",
     "VocodeRequest",
@@ -41,6 +46,22 @@ Temperature = Annotated[
     Field(ge=0, le=MAX_TEMPERATURE, description="Sampling temperature; 0 is deterministic."),
     AfterValidator(_check_temperature),
 ]
+
+
+PitchShift = Annotated[
+    float,
+    Field(
+        ge=-PITCH_SHIFT_LIMIT,
+        le=PITCH_SHIFT_LIMIT,
+        allow_inf_nan=False,
+        description="Semitones to shift F0 by (pitch-aware models): F0 is scaled by "
+        "2^(s/12), clamped to the model's f0_max; the mel, and so the formants, are kept.",
+    ),
+]
+F0_QUERY = (
+    "F0 per mel frame for a .npy body: base64 (standard or URL-safe) of little-endian "
+    "float32 values in Hz, one per frame, 0 = unvoiced (pitch-aware models)."
+)
 
 
 class MelArray(BaseModel):
@@ -75,6 +96,13 @@ class VocodeRequest(BaseModel):
     format: AudioFormat | None = Field(None, description="Output format (default wav).")
     temperature: Temperature | None = None
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Seed for reproducible sampling.")
+    f0: list[float] | str | None = Field(
+        None,
+        description="F0 per mel frame, in Hz, 0 = unvoiced (pitch-aware models only): a list "
+        "of one number per frame, or base64 of little-endian float32 values. Left out, the "
+        "pitch predictor supplies it from the mel.",
+    )
+    pitch_shift: PitchShift | None = None
 
 
 class SynthesisQuery(BaseModel):
@@ -85,6 +113,24 @@ class SynthesisQuery(BaseModel):
     temperature: Temperature = 1.0
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Seed for reproducible sampling.")
     stream: bool = Field(False, description="Send the audio in chunks as it is made.")
+    pitch_shift: PitchShift = 0.0
+    f0: str | None = Field(None, description=F0_QUERY)
+
+
+class PitchInfo(BaseModel):
+    """How a pitch-aware model gets its F0."""
+
+    f0_sources: dict[str, str] = Field(
+        description="Where each route's F0 comes from: vocode 'request or predictor' (the f0 "
+        "sent, else predicted from the mel), resynthesize 'tracker' (tracked from the upload)."
+    )
+    f0_max: float = Field(
+        description="Highest F0 the model takes, Hz (its excitation.f0_max): a sent f0 above "
+        "it gets 422; a shifted, tracked or predicted F0 is clamped to it."
+    )
+    pitch_shift_range: tuple[float, float] = Field(description="Semitones pitch_shift accepts.")
+    predictor: str = Field(description="Name of the pitch predictor's checkpoint directory.")
+    tracker: PitchSpec = Field(description="The pitch tracker's settings (F0 of uploads).")
 
 
 class ModelInfo(BaseModel):
@@ -100,12 +146,24 @@ class ModelInfo(BaseModel):
     device: str = Field(description="Device it runs on.")
     max_frames: int = Field(description="Most mel frames one request may ask for.")
     formats: list[str] = Field(description="Output formats.")
+    pitch_aware: bool = Field(description="Whether the model takes F0 (f0, pitch_shift).")
+    pitch: PitchInfo | None = Field(description="F0 sources and range; null when mel-only.")
 
 
 class ModelList(BaseModel):
     """Models this service serves."""
 
     models: list[ModelInfo]
+
+
+class F0Track(BaseModel):
+    """The F0 a synthesis route would use for the same request."""
+
+    f0: list[float] = Field(description="F0 per mel frame after pitch_shift, Hz, 0 = unvoiced.")
+    unshifted: list[float] = Field(description="The same F0 before pitch_shift.")
+    source: Literal["request", "predictor", "tracker"] = Field(description="Where it came from.")
+    pitch_shift: float = Field(description="Semitones applied.")
+    frame_seconds: float = Field(description="Seconds between frames (hop / sample rate).")
 
 
 class Health(BaseModel):

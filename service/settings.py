@@ -26,6 +26,13 @@ class Settings(BaseSettings):
     model: Path = Field(
         Path("models/default/student"), description="Checkpoint directory to serve."
     )
+    pitch_model: Path | None = Field(
+        None,
+        description="Pitch predictor of a pitch-aware model: the F0 of /v1/vocode requests "
+        "sent without f0. Unset: the `pitch` folder beside WAVENET_MODEL (models/default/pitch "
+        "for the default model). A pitch-aware model without a loadable one refuses to start; "
+        "a mel-only model ignores it.",
+    )
     device: Literal["auto", "cuda", "cpu"] = Field(
         "auto", description="auto takes CUDA when present; cuda without a GPU refuses to start."
     )

@@ -126,3 +126,47 @@ def metric_value(text: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise AssertionError(f"{name} not in /metrics")
+
+
+# A window of 32 ms (256 samples at 8 kHz) holds several periods of the test voices, as the
+# real FeatureSpec's does; the 8 ms window of the tiny spec is about one period, so its mel
+# ripples with the waveform's phase and the source's amplitudes copy that ripple.
+PITCH_SPEC = dict(n_fft=256, win_length=256, hop_length=32, n_mels=16)
+
+
+def save_pitch_checkpoints(directory: Path) -> tuple[Path, Path]:
+    """A pitch-aware tiny student (harmonic source, untrained flows: its output is the
+    harmonic synthesis at the F0 it is given) in `directory/student`, and a tiny random pitch
+    predictor beside it in `directory/pitch` (the default place the service looks)."""
+    from conftest import tiny_spec, tiny_student
+
+    from wavenet.excitation import ExcitationSpec
+    from wavenet.pitch import PitchSpec
+    from wavenet.pitch_model import PitchPredictor, PitchPredictorConfig
+    from wavenet.source import SourceConfig
+
+    spec = tiny_spec(**PITCH_SPEC)
+    excitation = ExcitationSpec(harmonics=3, f0_max=1000.0)
+    # No analysis-by-synthesis rounds: a source that reads one frame each side, so that small
+    # streamed chunks stay cheap (as in training/configs/student_cpu_pitch.yaml).
+    source = dict(source="harmonic", source_settings=SourceConfig(refinements=0))
+    student = tiny_student(spec=spec, excitation=excitation, pitch=PitchSpec(), **source)
+    torch.manual_seed(5)
+    predictor = PitchPredictor(PitchPredictorConfig(channels=8, dilations=[1, 2]), spec).eval()
+    with torch.no_grad():
+        predictor.head.bias[0] = 2.0  # voiced in most frames, as a predictor on speech is
+    return save_model(student, directory / "student"), save_model(predictor, directory / "pitch")
+
+
+def voice(f0: float, seconds: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A steady voiced sound: harmonics of `f0` below Nyquist with falling amplitudes."""
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    harmonics = [k for k in range(1, 40) if k * f0 < sample_rate / 2]
+    return sum(0.3 / k * np.sin(2 * np.pi * k * f0 * t) for k in harmonics).astype(np.float32)
+
+
+def wav_bytes(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
+    """A PCM16 WAV file of float samples in [-1, 1]."""
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, sample_rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()

@@ -25,6 +25,8 @@ EXAMPLES_PER_OPERATION = 12
 OPERATIONS = [
     "POST /v1/vocode",
     "POST /v1/resynthesize",
+    "POST /v1/vocode/f0",
+    "POST /v1/resynthesize/f0",
     "GET /v1/models",
     "GET /livez",
     "GET /readyz",

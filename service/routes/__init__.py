@@ -1,5 +1,5 @@
 """HTTP routes, one router per file."""
 
-from service.routes import demo, models, status, synthesis
+from service.routes import demo, f0, models, status, synthesis
 
-__all__ = ["demo", "models", "status", "synthesis"]
+__all__ = ["demo", "f0", "models", "status", "synthesis"]
