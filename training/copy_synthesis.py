@@ -150,11 +150,7 @@ def score(
     pesq, pesq_note = metrics.pesq_wideband(reference, estimate, rate)
     stoi, stoi_note = metrics.stoi_score(reference, estimate, rate)
     notes = [note for note in (pesq_note, stoi_note) if note]
-    voiced = None
-    if f0 is not None:
-        voiced = metrics.voiced_periodicity(
-            estimate, f0 > 0, spec.hop_length, rate, frame_centre(spec)
-        )
+    voiced = _voiced_periodicity(estimate, f0, spec)
     if voiced is None:
         notes.append("periodicity (voiced): no voiced frame (tracker F0) to score")
     floor = metrics.noise_floor_db(reference, estimate, spec.hop_length)
@@ -169,6 +165,14 @@ def score(
         "noise_floor_db": floor,
     }
     return values, notes
+
+
+def _voiced_periodicity(audio: np.ndarray, f0: np.ndarray | None, spec: FeatureSpec):
+    """`training.metrics.voiced_periodicity` where `f0` (frames,) is voiced; None without F0."""
+    if f0 is None:
+        return None
+    centre = frame_centre(spec)
+    return metrics.voiced_periodicity(audio, f0 > 0, spec.hop_length, spec.sample_rate, centre)
 
 
 def mean_row(system: str, scores: list[dict]) -> dict:
@@ -217,13 +221,7 @@ def score_systems(clips: list[Clip], systems: list[System], spec: FeatureSpec) -
         }
         for clip, audio in zip(clips, first, strict=True)
     ]
-    real = [
-        metrics.voiced_periodicity(
-            clip.audio, clip.f0 > 0, spec.hop_length, spec.sample_rate, frame_centre(spec)
-        )
-        for clip in clips
-        if clip.f0 is not None
-    ]
+    real = [_voiced_periodicity(clip.audio, clip.f0, spec) for clip in clips]
     real = [value for value in real if value is not None]
     return {
         "rows": rows,
