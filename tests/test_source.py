@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from wavenet import mel_envelope, mulaw
+from wavenet import harmonic_response, mel_envelope, mulaw
 from wavenet.features import FeatureSpec
 from wavenet.source import (
     HarmonicNoiseSource,
@@ -48,8 +48,8 @@ def test_harmonic_fit_recovers_known_amplitudes():
     truth = torch.tensor([0.2 / k for k in range(1, 40)])
     mel = mel_envelope.linear_mel(SPEC.extract(harmonic_signal(200.0, truth.tolist()))[None], SPEC)
     f0 = torch.full((1, mel.shape[-1]), 200.0)
-    response = mel_envelope.harmonic_response(f0, SPEC, 48)
-    fitted = mel_envelope.harmonic_amplitudes(mel, response, SPEC.power, 30)[0, :, 30]
+    response = harmonic_response.harmonic_response(f0, SPEC, 48)
+    fitted = harmonic_response.harmonic_amplitudes(mel, response, SPEC.power, 30)[0, :, 30]
     assert ((fitted[:39] - truth) / truth).abs().max() < 0.02
     assert (fitted[40:] == 0).all()  # k f0 >= f_max: the mel says nothing
 

@@ -1,23 +1,18 @@
-"""Reading a log-mel back as linear-frequency quantities: harmonic amplitudes and a noise envelope.
+"""Reading a log-mel back as linear-frequency quantities: sinusoids and a noise envelope.
 
 `FeatureSpec.extract` computes mel[m] = sum_j W[m, j] |X_j|^p (p = spec.power) from the
 Hann-windowed STFT X. Two inverses of it, each exact for the signal it assumes:
 
 - A harmonic frame, x_t = sum_k A_k sin(2 pi k f0 t / sr + theta_k), whose window lobes do
   not overlap (f0 above ~4 bins), gives mel[m] = sum_k A_k^p R[m, k f0], where R[:, f] is the
-  mel of a unit sinusoid at f (`sinusoid_mel_response`). The amplitudes a_k = A_k^p >= 0 are
-  fitted by multiplicative updates (Richardson-Lucy, the nonnegative least-KL fit):
-
-      a_k <- a_k * sum_m R[m, k f0] (mel[m] / sum_k' a_k' R[m, k' f0]) / sum_m R[m, k f0]
-
-  Started from a flat a, harmonics inside one wide mel band keep equal shares, and the narrow
-  low bands, which resolve single harmonics, set each harmonic's own amplitude.
+  mel of a unit sinusoid at f (`sinusoid_mel_response`); `wavenet.harmonic_response` fits the
+  A_k, its F0 gliding within the window.
 - Noise with expected |X_j|^p = S_j^p gives mel[m] = sum_j W[m, j] S_j^p, read back at the
   band's centroid c_m as S^p(c_m) = mel[m] / sum_j W[m, j] and interpolated linearly between
   centroids (`noise_envelope`), the ends held.
 
-Both assume the signal stationary over the analysis window; `wavenet.source` corrects what
-that leaves out (F0 glides, level changes) by analysis-by-synthesis.
+Both assume the signal stationary over the analysis window; `wavenet.mel_prediction` adds
+what that leaves out (level changes within the window, noise crossfades).
 """
 
 from __future__ import annotations
@@ -33,13 +28,13 @@ from wavenet.features import FeatureSpec
 __all__ = [
     "OVERSAMPLE",
     "bands_to_bins",
-    "bands_to_harmonics",
-    "harmonic_amplitudes",
-    "harmonic_response",
+    "level_to_mel",
     "linear_mel",
     "mel_filterbank",
     "noise_envelope",
+    "noise_level",
     "sinusoid_mel_response",
+    "sinusoid_response_table",
     "stft_window",
 ]
 
@@ -75,7 +70,7 @@ def stft_window(spec: FeatureSpec) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=8)
-def _response_table(spec: FeatureSpec) -> torch.Tensor:
+def sinusoid_response_table(spec: FeatureSpec) -> torch.Tensor:
     """R on a grid of OVERSAMPLE points per bin, 0 Hz to Nyquist: (grid, n_mels), float32.
 
     Each grid frequency's unit cosine and sine are windowed and transformed; their |X|^p are
@@ -101,55 +96,13 @@ def sinusoid_mel_response(freqs: torch.Tensor, spec: FeatureSpec) -> torch.Tenso
     Returns:
         Tensor: (..., n_mels), linearly interpolated from a table 1/8 bin apart.
     """
-    table = _response_table(spec).to(freqs.device)
+    table = sinusoid_response_table(spec).to(freqs.device)
     position = (freqs.float() * (spec.n_fft * OVERSAMPLE / spec.sample_rate)).clamp(
         0, len(table) - 1
     )
     below = position.floor().long().clamp(max=len(table) - 2)
     weight = (position - below).unsqueeze(-1)
     return table[below] * (1 - weight) + table[below + 1] * weight
-
-
-def harmonic_response(f0: torch.Tensor, spec: FeatureSpec, harmonics: int) -> torch.Tensor:
-    """R[m, k f0] of harmonics k = 1..K in each frame (B, frames, K, n_mels).
-
-    Zero in unvoiced frames and for harmonics at or above f_max (or Nyquist): the mel says
-    nothing about them.
-    """
-    k = torch.arange(1, harmonics + 1, device=f0.device, dtype=f0.dtype)
-    freqs = f0.unsqueeze(-1) * k  # (B, frames, K)
-    valid = (f0.unsqueeze(-1) > 0) & (freqs < min(spec.f_max, spec.sample_rate / 2))
-    response = sinusoid_mel_response(freqs.clamp(max=spec.sample_rate / 2), spec)
-    return response * valid.unsqueeze(-1)
-
-
-def bands_to_harmonics(values: torch.Tensor, response: torch.Tensor) -> torch.Tensor:
-    """Per-band values (B, n_mels, frames) read at each harmonic (B, K, frames), weighted
-    by how much of the harmonic each band sees: sum_m R[m, k f0] x_m / sum_m R[m, k f0]."""
-    weighted = torch.einsum("bfkm,bmf->bkf", response, values)
-    return weighted / response.sum(-1).transpose(1, 2).clamp(min=1e-20)
-
-
-def harmonic_amplitudes(
-    mel: torch.Tensor, response: torch.Tensor, power: float, iterations: int = 30
-) -> torch.Tensor:
-    """Amplitudes A_k of harmonics k = 1..K per frame, fitted to a linear mel (module docstring).
-
-    Args:
-        mel (Tensor): Linear mel (B, n_mels, frames), from `linear_mel`.
-        response (Tensor): The harmonics' responses (B, frames, K, n_mels), `harmonic_response`.
-        power (float): The mel's exponent p (spec.power): the fit is linear in a_k = A_k^p.
-        iterations (int): Multiplicative updates; 0 returns the flat start (ones where valid).
-
-    Returns:
-        Tensor: A (B, K, frames) >= 0, waveform amplitudes; 0 where the response is.
-    """
-    tiny = 1e-12 * mel.amax(1, keepdim=True).clamp(min=1e-20)
-    share = (response.sum(-1) > 0).to(mel.dtype).transpose(1, 2)
-    for _ in range(iterations):
-        predicted = torch.einsum("bfkm,bkf->bmf", response, share)
-        share = share * bands_to_harmonics(mel / (predicted + tiny), response)
-    return share.pow(1 / power)
 
 
 @functools.lru_cache(maxsize=8)
@@ -175,15 +128,30 @@ def bands_to_bins(values: torch.Tensor, spec: FeatureSpec) -> torch.Tensor:
     return out * ((hz >= spec.f_min) & (hz <= spec.f_max)).to(out.dtype)[:, None]
 
 
-def noise_envelope(mel: torch.Tensor, spec: FeatureSpec) -> torch.Tensor:
+def noise_level(mel: torch.Tensor, spec: FeatureSpec) -> torch.Tensor:
+    """S^p of noise with this mel at each band's centroid (B, n_mels, frames): mel / sum W."""
+    weight = _band_centroids(spec)[1].to(mel.device)
+    return mel / weight.clamp(min=1e-20).unsqueeze(-1)
+
+
+def noise_envelope(mel: torch.Tensor, spec: FeatureSpec, level: torch.Tensor | None = None):
     """Expected STFT magnitude S_j of noise with this mel, per FFT bin (module docstring).
 
     Args:
         mel (Tensor): Linear mel (B, n_mels, frames).
+        level (Tensor | None): S^p at the centroids (B, n_mels, frames) if not the mel's own
+            (`noise_level`).
 
     Returns:
         Tensor: S (B, n_fft // 2 + 1, frames) >= 0.
     """
-    weight = _band_centroids(spec)[1].to(mel.device)
-    level = mel / weight.clamp(min=1e-20).unsqueeze(-1)  # S^p at each centroid
+    level = noise_level(mel, spec) if level is None else level
     return bands_to_bins(level, spec).clamp(min=0).pow(1 / spec.power)
+
+
+@functools.lru_cache(maxsize=8)
+def level_to_mel(spec: FeatureSpec) -> torch.Tensor:
+    """P (n_mels, n_mels): the mel sum_j W[m, j] S_j^p of noise whose S^p is interpolated
+    from the centroid levels L (`bands_to_bins`) is P L: W times the interpolation."""
+    eye = torch.eye(spec.n_mels).unsqueeze(0)
+    return mel_filterbank(spec) @ bands_to_bins(eye, spec)[0]

@@ -1,23 +1,24 @@
 """A training-free harmonic-plus-noise source: (log-mel, F0) in, a waveform out.
 
-    x_t = sum_k g_k A_k,t v_t sin(k phi_t)  +  n_t,   n = WOLA(STFT(white) * g S / E|N|)
+    x_t = sum_k g_k A_k,t sin(k phi_t)  +  n_t,   n = WOLA(STFT(white) * g S / E|N|)
 
-- Harmonics: A_k per frame is the mel's harmonic fit at k f0 (`mel_envelope`), interpolated
-  to sample rate between voiced frame centres; phi_t and v_t are the excitation's
-  (`wavenet.excitation`), so source and excitation channels share their phase.
-- Noise: white Gaussian noise whose STFT, on the mel's own frames and window, is scaled per
-  bin to the expected magnitude S_j read off the mel (E|N_j| = sqrt(pi / 4 sum w^2) for a
-  magnitude mel), then overlap-added with the same window (WOLA). Voiced frames, whose mel
-  the harmonics already explain, get the smaller share `voiced_noise`.
-- Analysis by synthesis: the fit assumes each frame stationary over the 64 ms window, but an
-  F0 glide smears high harmonics over more bins (more magnitude per amplitude), and the
-  window spreads a loud frame into its quiet neighbours. So the synthesis is analysed again
-  with `FeatureSpec.extract` and both parts are corrected by the mel's ratio, r = mel /
-  mel(x) per band (at most 10 per round), read at each harmonic and at each bin:
+- Harmonics (`harmonic_synthesis`): A_k per frame is fitted to the mel at k f0, F0 gliding
+  within the window (`harmonic_response`), linear between frame centres and fading over the
+  half frame next to an unvoiced one; phi_t is the excitation's phase (`wavenet.excitation`),
+  so source and excitation channels share their phase.
+- Noise (`noise_synthesis`): white noise shaped per STFT bin to the magnitude S_j read off the
+  mel at the bands' centroids c_m and interpolated between them (`mel_envelope`). Voiced
+  frames, whose mel the harmonics already explain, get the smaller share `voiced_noise`.
+- Refinement: both parts are corrected by the mel's ratio r = mel / mel(x) per band (at most
+  10 per round), read at each harmonic through its response and at each band's centroid:
 
-      A_k <- A_k (sum_m R[m, k f0] r_m / sum_m R[m, k f0])^(1/p),   S_j <- S_j r(j)^(1/p)
+      A_k <- A_k (sum_m R[m, k] r_m / sum_m R[m, k])^(1/p),   S^p(c_m) <- S^p(c_m) r_m
 
-  the same multiplicative update as the fit, with the true forward map in place of R.
+  the fit's multiplicative update with a truer forward map. `refinements` rounds take mel(x)
+  from the frame-rate prediction (`mel_prediction`: level changes within the window, noise
+  crossfades), then `resynthesis` rounds from the synthesis itself, through
+  `FeatureSpec.extract` (what the prediction leaves out: the interplay of harmonics and
+  noise, fades, glides beyond a linear chirp).
 - A mel at the log floor gives A = 0 and S = 0: exact silence.
 
 The gains g_k (per harmonic) and g (noise, voiced and unvoiced) are learnable, stored as logs
@@ -36,14 +37,20 @@ from torch import nn
 
 from wavenet import mel_envelope as env
 from wavenet import mulaw
-from wavenet.excitation import frame_centre, frame_to_samples, interpolate_voiced, sample_phase
+from wavenet.analysis_window import NOISE_REACH, pair_tables
+from wavenet.excitation import interpolate_voiced
 from wavenet.features import FeatureSpec
+from wavenet.harmonic_response import harmonic_amplitudes, harmonic_response
+from wavenet.harmonic_synthesis import harmonic_sum
+from wavenet.mel_prediction import predicted_mel
+from wavenet.noise_synthesis import filtered_noise, noise_std, white_noise
 
 __all__ = [
     "HarmonicNoiseSource",
     "SourceConfig",
     "SourceOutput",
     "companded_shift_scale",
+    "context_frames",
     "filtered_noise",
     "harmonic_sum",
     "noise_std",
@@ -61,10 +68,13 @@ class SourceConfig(BaseModel):
 
     # 128 harmonics reach 8 kHz from an F0 of 62.5 Hz; lower voices lose only their top band.
     harmonics: int = Field(128, ge=1, description="K: harmonics fitted to the mel and summed.")
-    # scripts/measure_source.py: 10 and 30 score the same once the refinements follow.
-    iterations: int = Field(10, ge=0, description="Multiplicative updates of the harmonic fit.")
-    # scripts/measure_source.py: 0 -> 3 rounds lifts PESQ-WB by ~0.6; 6 adds little more.
-    refinements: int = Field(3, ge=0, description="Analysis-by-synthesis correction rounds.")
+    # scripts/measure_source.py: 2 and 10 score the same once the refinements follow.
+    iterations: int = Field(2, ge=0, description="Multiplicative updates of the harmonic fit.")
+    # scripts/measure_source.py: each round costs a few ms per 10 s of audio.
+    refinements: int = Field(3, ge=0, description="Correction rounds on the predicted mel.")
+    # scripts/measure_source.py: one round closes most of what the prediction leaves out;
+    # it synthesises and analyses the audio, about 3x the cost of everything else.
+    resynthesis: int = Field(1, ge=0, description="Correction rounds on the synthesis' mel.")
     # Measured with scripts/measure_source.py: 0.1 scores above 0.03 and 0.3.
     voiced_noise: float = Field(0.1, ge=0, description="Noise share in voiced frames.")
     unvoiced_noise: float = Field(1.0, ge=0, description="Noise share in unvoiced frames.")
@@ -88,99 +98,31 @@ class SourceOutput(NamedTuple):
         return mulaw.compress(self.waveform)
 
 
-def harmonic_sum(
-    amplitudes: torch.Tensor, f0: torch.Tensor, phase: torch.Tensor, spec: FeatureSpec
-) -> torch.Tensor:
-    """x_t = sum_k A_k,t v_t sin(k phi_t), harmonics at or above Nyquist left out per sample.
+def context_frames(spec: FeatureSpec, config: SourceConfig) -> int:
+    """R: frames each side of a frame that its source depends on, so that frames computed on
+    a window R frames wider on each side equal the whole utterance's.
 
-    Args:
-        amplitudes (Tensor): A (B, K, frames) per frame, interpolated between voiced centres.
-        f0 (Tensor): F0 (B, frames), Hz, 0 = unvoiced.
-        phase (Tensor): phi_0 (B,), as for `wavenet.excitation.excitation`.
-        spec (FeatureSpec): Framing and sample rate.
-
-    Returns:
-        Tensor: (B, frames * hop_length).
+    A frame's response reads F0 over the pairs its window covers (reach r_w, 2 by default),
+    and so does each predicted round, further reading the noise NOISE_REACH frames away. A
+    resynthesis round reads hop blocks i - r .. i + r, r = ceil(max(L, n_fft - L - hop) /
+    hop), L = (n_fft - hop) // 2, and so does the WOLA noise: r + max(r, 1). The final
+    synthesis interpolates between neighbouring frames: 1.
     """
-    centre = frame_centre(spec)
-    f0_t, _ = frame_to_samples(f0, spec.hop_length, centre)
-    phi, _ = sample_phase(f0_t, spec.sample_rate, phase)
-    unit = torch.ones_like(phi, dtype=amplitudes.dtype)
-    step = torch.polar(unit, phi.to(amplitudes.dtype))  # e^{i phi}
-    nyquist, highest = spec.sample_rate / 2, float(f0.max())
-    out = torch.zeros_like(unit)
-    # e^{i k phi} by rotating e^{i (k - 1) phi} by e^{i phi}, re-seeded from the float64
-    # phase every 16 harmonics (float32 rounding stays near 1e-6); harmonics that are zero
-    # in every frame are skipped, and blocks of 16 keep the (B, K, T) amplitudes small.
-    for first in range(0, _last_nonzero_harmonic(amplitudes), 16):
-        block = amplitudes[:, first : first + 16]
-        amp_t, _ = interpolate_voiced(block, f0 > 0, spec.hop_length, centre)
-        rotor = torch.polar(unit, torch.remainder((first + 1) * phi, 2 * math.pi).to(unit))
-        for j in range(block.shape[1]):
-            k, amp = first + 1 + j, amp_t[:, j]
-            if k * highest >= nyquist:
-                amp = amp * (k * f0_t < nyquist)
-            out = out + amp * rotor.imag
-            rotor = rotor * step
-    return out
+    first, linear, _ = pair_tables(spec)
+    window = max(1 - first, first + len(linear) - 1)  # pairs i + d end at frames i + d - 1, i + d
+    left = (spec.n_fft - spec.hop_length) // 2
+    reach = math.ceil(max(left, spec.n_fft - left - spec.hop_length) / spec.hop_length)
+    predicted = config.refinements * max(window, NOISE_REACH)
+    return window + predicted + config.resynthesis * (reach + max(reach, 1)) + 1
 
 
-def _last_nonzero_harmonic(amplitudes: torch.Tensor) -> int:
-    """1 + the highest k whose amplitude is non-zero in some item and frame (0 if none)."""
-    nonzero = (amplitudes != 0).any(-1).any(0).nonzero()
-    return int(nonzero.max()) + 1 if len(nonzero) else 0
-
-
-def white_noise(
-    batch: int, frames: int, spec: FeatureSpec, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Unit white Gaussian noise (B, frames * hop + n_fft - hop): `filtered_noise`'s input."""
-    length = frames * spec.hop_length + spec.n_fft - spec.hop_length
-    return torch.randn(batch, length, generator=generator)
-
-
-def _noise_norm(spec: FeatureSpec) -> float:
-    """(E|N_j|^p)^(1/p) of unit white noise's STFT bin: Rayleigh mean (p = 1), rms (p = 2)."""
-    energy = float((env.stft_window(spec) ** 2).sum())
-    return math.sqrt(math.pi / 4 * energy) if spec.power == 1 else math.sqrt(energy)
-
-
-def filtered_noise(magnitude: torch.Tensor, white: torch.Tensor, spec: FeatureSpec) -> torch.Tensor:
-    """`white` noise shaped so that its STFT on the mel's frames has expected |X| = magnitude.
-
-    Frames and window are `FeatureSpec.extract`'s, so frame i is centred on hop block i; the
-    scaled frames are windowed again and overlap-added, divided by the summed squared windows:
-
-        white     |<- (n_fft - hop) // 2 ->| block 0 | block 1 | ... |<- rest ->|
-        frame i   [i * hop, i * hop + n_fft)  -> rfft * H_i -> irfft * window -> add
-
-    Args:
-        magnitude (Tensor): Target |X_j| per bin and frame (B, n_fft // 2 + 1, frames).
-        white (Tensor): From `white_noise` (B, frames * hop + n_fft - hop).
-
-    Returns:
-        Tensor: (B, frames * hop_length).
-    """
-    batch, _, frames = magnitude.shape
-    hop, n_fft = spec.hop_length, spec.n_fft
-    window = env.stft_window(spec).to(magnitude)
-    frames_in = white.to(magnitude).unfold(-1, n_fft, hop) * window  # (B, frames, n_fft)
-    spectrum = torch.fft.rfft(frames_in) * (magnitude.transpose(1, 2) / _noise_norm(spec))
-    frames_out = torch.fft.irfft(spectrum, n=n_fft) * window
-    fold = dict(output_size=(1, white.shape[-1]), kernel_size=(1, n_fft), stride=(1, hop))
-    summed = nn.functional.fold(frames_out.transpose(1, 2), **fold).view(batch, -1)
-    squares = (window**2).view(1, -1, 1).expand(1, n_fft, frames)
-    overlap = nn.functional.fold(squares, **fold).view(1, -1)
-    left = (n_fft - hop) // 2
-    return (summed / overlap.clamp(min=1e-8))[:, left : left + frames * hop]
-
-
-def noise_std(magnitude: torch.Tensor, spec: FeatureSpec) -> torch.Tensor:
-    """Per-frame std of `filtered_noise` (B, frames): sigma^2 = sum_j H_j^2 / n_fft over all
-    n_fft bins, H = magnitude / E|N| (each interior rfft bin stands for two)."""
-    gain = (magnitude / _noise_norm(spec)) ** 2
-    full = 2 * gain.sum(1) - gain[:, 0] - gain[:, -1] * (1 - spec.n_fft % 2)
-    return (full.clamp(min=0) / spec.n_fft).sqrt()
+def _harmonics_needed(f0: torch.Tensor, spec: FeatureSpec, config: SourceConfig) -> int:
+    """Harmonics below f_max at the lowest F0 (at most config.harmonics); 0 if all unvoiced."""
+    voiced = f0[f0 > 0]
+    if not len(voiced):
+        return 0
+    limit = min(spec.f_max, spec.sample_rate / 2)
+    return min(config.harmonics, math.ceil(limit / float(voiced.min())))
 
 
 def training_free_parts(
@@ -192,23 +134,27 @@ def training_free_parts(
     config: SourceConfig,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Harmonic amplitudes A (B, K, frames) and noise magnitudes S (B, bins, frames) whose
-    synthesis has the mel `log_mel` (B, n_mels, frames): fit, then analysis by synthesis."""
+    synthesis has the mel `log_mel` (B, n_mels, frames): fit, then refinement (module
+    docstring). `phase` and `white` (`white_noise`) are the resynthesis rounds' own."""
     mel = env.linear_mel(log_mel, spec)
-    # Only harmonics below f_max at the lowest F0 are fitted; the rest stay 0.
-    lowest = f0[f0 > 0].min() if (f0 > 0).any() else None
-    limit = min(spec.f_max, spec.sample_rate / 2)
-    needed = 0 if lowest is None else min(config.harmonics, math.ceil(limit / float(lowest)))
-    response = env.harmonic_response(f0, spec, needed)
-    amplitudes = env.harmonic_amplitudes(mel, response, spec.power, config.iterations)
+    needed = _harmonics_needed(f0, spec, config)
+    response = harmonic_response(f0, spec, needed)
+    amplitudes = harmonic_amplitudes(mel, response, spec.power, config.iterations)
     share = torch.where(f0 > 0, config.voiced_noise, config.unvoiced_noise)
-    magnitude = env.noise_envelope(mel, spec) * share.unsqueeze(1)
+    level = env.noise_level(mel, spec) * share.unsqueeze(1)  # S^p at the band centroids
     tiny = 1e-12 * mel.amax(1, keepdim=True).clamp(min=1e-20)  # per frame: window-local
-    for _ in range(config.refinements):
-        made = harmonic_sum(amplitudes, f0, phase, spec) + filtered_noise(magnitude, white, spec)
-        ratio = (mel / (env.linear_mel(spec.extract(made), spec) + tiny)).clamp(max=MAX_RATIO)
-        amplitudes = amplitudes * env.bands_to_harmonics(ratio, response).pow(1 / spec.power)
-        magnitude = magnitude * env.bands_to_bins(ratio, spec).clamp(min=0).pow(1 / spec.power)
-    return nn.functional.pad(amplitudes, (0, 0, 0, config.harmonics - needed)), magnitude
+    for round_ in range(config.refinements + config.resynthesis):
+        if round_ < config.refinements:
+            made = predicted_mel(amplitudes, level, f0, response, spec)
+        else:
+            audio = harmonic_sum(amplitudes, f0, phase, spec)
+            noise = filtered_noise(env.noise_envelope(mel, spec, level), white, spec)
+            made = env.linear_mel(spec.extract(audio + noise), spec)
+        ratio = (mel / (made + tiny)).clamp(max=MAX_RATIO)
+        amplitudes = amplitudes * response.from_bands(ratio).pow(1 / spec.power)
+        level = level * ratio
+    amplitudes = nn.functional.pad(amplitudes, (0, 0, 0, config.harmonics - needed))
+    return amplitudes, env.noise_envelope(mel, spec, level)
 
 
 def companded_shift_scale(
