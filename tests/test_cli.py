@@ -218,6 +218,85 @@ def test_installed_command_runs_and_reports_errors(tmp_path, teacher_checkpoint)
     assert missing.stderr.strip().count("\n") == 0 and "does not exist" in missing.stderr
 
 
+@pytest.fixture
+def pitch_checkpoints(tmp_path):
+    from service_fixtures import save_pitch_checkpoints
+
+    return save_pitch_checkpoints(tmp_path / "models")
+
+
+def test_pitch_aware_copy_synthesis_tracks_the_input_and_shifts_it(tmp_path, pitch_checkpoints):
+    from service_fixtures import voice
+
+    from wavenet import load_model
+    from wavenet.pitch import track_f0
+
+    spec = load_model(pitch_checkpoints[0]).spec
+    clip = tmp_path / "voice.wav"
+    soundfile.write(clip, voice(150.0, 0.5), 8000, subtype="FLOAT")
+    model = ["--model", str(pitch_checkpoints[0]), "--input", str(clip), "--temperature", "0"]
+    tracks = {}
+    for shift in ("0", "12"):
+        out = tmp_path / f"shift{shift}.wav"
+        assert synthesize(*model, "--out", str(out), "--pitch-shift", shift) == 0
+        tracks[shift] = track_f0(soundfile.read(out, dtype="float32")[0], spec)
+    source = track_f0(soundfile.read(clip, dtype="float32")[0], spec)
+    voiced = (source > 0) & (tracks["0"] > 0) & (tracks["12"] > 0)
+    assert voiced.mean() > 0.8
+    assert np.median(tracks["0"][voiced] / source[voiced]) == pytest.approx(1.0, rel=0.01)
+    assert np.median(tracks["12"][voiced] / source[voiced]) == pytest.approx(2.0, rel=0.03)
+
+
+def test_a_npy_mel_takes_f0_from_a_file_or_else_the_predictor(tmp_path, pitch_checkpoints):
+    from wavenet import load_model
+
+    student, predictor = (load_model(path) for path in pitch_checkpoints)
+    mel = torch.randn(16, 12, generator=torch.Generator().manual_seed(0)) - 4.0
+    np.save(tmp_path / "mel.npy", mel.numpy())
+    f0 = np.full(12, 210.0, dtype=np.float32)
+    np.save(tmp_path / "f0.npy", f0)
+    common = ["--model", str(pitch_checkpoints[0]), "--input", str(tmp_path / "mel.npy")]
+    common += ["--temperature", "0"]
+    given = ["--out", str(tmp_path / "given.wav"), "--f0", str(tmp_path / "f0.npy")]
+    assert synthesize(*common, *given) == 0
+    assert synthesize(*common, "--out", str(tmp_path / "predicted.wav")) == 0
+    predicted = predictor.predict_f0(mel[None])
+    for name, track in [("given", torch.from_numpy(f0)[None]), ("predicted", predicted)]:
+        expected = student.generate(mel[None], temperature=0.0, f0=track)[0].numpy()
+        written = soundfile.read(tmp_path / f"{name}.wav", dtype="float32")[0]
+        np.testing.assert_allclose(written, expected, atol=1.5 / 32768)
+
+
+def test_pitch_option_errors_exit_2_with_one_line(
+    tmp_path, pitch_checkpoints, teacher_checkpoint, capsys
+):
+    np.save(tmp_path / "mel.npy", np.zeros((16, 6), dtype=np.float32) - 5)
+    np.save(tmp_path / "short.npy", np.full(5, 100.0, dtype=np.float32))
+    np.save(tmp_path / "nan.npy", np.full(6, np.nan, dtype=np.float32))
+    clip = write_tone(tmp_path / "tone.wav")
+    out = ["--out", str(tmp_path / "out.wav")]
+    pitch = ["--model", str(pitch_checkpoints[0]), *out]
+    cases = [
+        ([*pitch, "--input", str(tmp_path / "mel.npy"), "--f0", str(tmp_path / "short.npy")],
+         "short.npy has 5 values but the mel has 6 frames"),
+        ([*pitch, "--input", str(tmp_path / "mel.npy"), "--f0", str(tmp_path / "nan.npy")],
+         "nan.npy contains NaN or infinite values"),
+        ([*pitch, "--input", str(clip), "--f0", str(tmp_path / "short.npy")],
+         "--f0 goes with one .npy mel"),
+        ([*pitch, "--input", str(tmp_path / "mel.npy"), "--pitch-model", str(tmp_path)],
+         "give --f0 FILE.npy or --pitch-model DIR"),
+        (["--model", str(teacher_checkpoint), *out, "--input", str(clip), "--pitch-shift", "2"],
+         "the model is mel-only (not pitch-aware)"),
+    ]  # fmt: skip
+    for args, words in cases:
+        assert synthesize(*args) == 2
+        assert words in one_line_error(capsys)
+    assert not (tmp_path / "out.wav").exists()
+    with pytest.raises(SystemExit) as exited:
+        synthesize(*pitch, "--input", str(clip), "--pitch-shift", "13")
+    assert exited.value.code == 2 and "within -12 to 12 semitones" in capsys.readouterr().err
+
+
 def test_info_reports_receptive_field(teacher_checkpoint, capsys):
     assert main(["info", "--model", str(teacher_checkpoint)]) == 0
     summary = json.loads(capsys.readouterr().out)

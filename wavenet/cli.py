@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from wavenet.cli_types import (
     CommandError,
@@ -27,8 +28,58 @@ def _synthesize(args: argparse.Namespace) -> None:
 
     jobs = plan_jobs(args.input, args.out)
     model = load_model(args.model, device=resolve_device(args.device))
-    run_jobs(model, jobs, resolve_speaker(args.speaker, model.config.speakers), args.temperature)
+    speaker = resolve_speaker(args.speaker, model.config.speakers)
+    pitch = _synthesis_pitch(args, model, [job.source for job in jobs])
+    run_jobs(model, jobs, speaker, args.temperature, True, pitch, args.f0, args.pitch_shift)
     print(f"wrote {len(jobs)} file(s) to {args.out}", file=sys.stderr)
+
+
+def _synthesis_pitch(args: argparse.Namespace, model, sources: list):
+    """The F0 handling of a pitch-aware model, with its pitch predictor loaded when a .npy
+    mel needs one (CommandError for pitch options a model or input cannot take)."""
+    from wavenet.errors import CheckpointError
+    from wavenet.synthesis_f0 import (
+        SynthesisF0,
+        default_predictor_path,
+        is_pitch_aware,
+        load_pitch_predictor,
+    )
+
+    if not is_pitch_aware(model):
+        if args.f0 is not None or args.pitch_shift or args.pitch_model is not None:
+            raise CommandError(
+                "the model is mel-only (not pitch-aware): --f0, --pitch-shift and "
+                "--pitch-model need a pitch-aware model"
+            )
+        return None
+    mels = [source for source in sources if source.suffix.lower() == ".npy"]
+    if args.f0 is not None and (len(sources) != 1 or not mels):
+        raise CommandError(
+            "--f0 goes with one .npy mel (--input FILE.npy): audio inputs have their F0 "
+            "tracked, and a folder's mels get theirs from the pitch predictor"
+        )
+    if not mels or args.f0 is not None:
+        return SynthesisF0.for_model(model)
+    path = args.pitch_model or default_predictor_path(args.model)
+    try:
+        return SynthesisF0.for_model(model, load_pitch_predictor(path, model))
+    except CheckpointError as error:
+        raise CommandError(
+            f"{error}; a .npy mel needs F0 for this pitch-aware model: give --f0 FILE.npy or "
+            "--pitch-model DIR"
+        ) from None
+
+
+def _semitones(text: str) -> float:
+    """An argparse type: a pitch shift within +-12 semitones."""
+    from wavenet.synthesis_f0 import PITCH_SHIFT_LIMIT
+
+    value = float(text)
+    if not abs(value) <= PITCH_SHIFT_LIMIT:
+        raise argparse.ArgumentTypeError(
+            f"must be within -{PITCH_SHIFT_LIMIT:g} to {PITCH_SHIFT_LIMIT:g} semitones, got {text}"
+        )
+    return value
 
 
 def _info(args: argparse.Namespace) -> None:
@@ -63,7 +114,9 @@ def _add_synthesize(commands) -> None:
         "synthesize",
         help="vocode audio files (copy synthesis) or .npy mels into wav files",
         description="Vocode a file or a folder. Audio inputs are turned into features with the "
-        "model's FeatureSpec; .npy inputs are mels of shape (n_mels, frames).",
+        "model's FeatureSpec; .npy inputs are mels of shape (n_mels, frames). A pitch-aware "
+        "model gets F0 tracked from audio inputs, and for a .npy mel from --f0 or else the "
+        "pitch predictor; the excitation starts at phase 0.",
     )
     synth.add_argument("--model", required=True, help="checkpoint directory")
     synth.add_argument("--input", required=True, help="a wav/flac/ogg/npy file, or a folder")
@@ -71,6 +124,23 @@ def _add_synthesize(commands) -> None:
     synth.add_argument("--speaker", help="speaker name or id (multi-speaker models)")
     synth.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     synth.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    synth.add_argument(
+        "--f0",
+        type=Path,
+        help="pitch-aware models: a .npy of F0 per frame (Hz, 0 = unvoiced) for a .npy mel input",
+    )
+    synth.add_argument(
+        "--pitch-model",
+        type=Path,
+        help="pitch predictor for .npy mels without --f0 (default: beside --model, in pitch/)",
+    )
+    synth.add_argument(
+        "--pitch-shift",
+        type=_semitones,
+        default=0.0,
+        help="semitones, -12 to 12: F0 scaled by 2^(s/12) (at most the model's f0_max), the "
+        "mel and so the formants kept",
+    )
     synth.set_defaults(handler=_synthesize)
 
 
