@@ -1,8 +1,13 @@
 // Demo page: pick or record a clip, send it to /v1/resynthesize, play and compare both.
+// With a pitch-aware model: a pitch-shift control, and the F0 the model was given (from
+// /v1/resynthesize/f0) drawn over both spectrograms.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { clip: null, clipName: "clip.wav", sampleRate: 16000, recorder: null };
+const state = {
+  clip: null, clipName: "clip.wav", sampleRate: 16000, recorder: null, pitch: null, original: null,
+};
+const F0_COLOUR = "rgb(0, 229, 255)";
 
 function setStatus(text, isError = false) {
   $("status").textContent = text;
@@ -37,6 +42,13 @@ async function loadModel() {
   select.replaceChildren();
   model.speakers.forEach((name, id) => select.add(new Option(`${id}: ${name}`, String(id))));
   $("speaker-field").hidden = model.speakers.length === 0;
+  state.pitch = model.pitch;
+  $("pitch-field").hidden = !model.pitch_aware;
+  if (model.pitch) {
+    const [low, high] = model.pitch.pitch_shift_range;
+    Object.assign($("pitch-shift"), { min: String(low), max: String(high) });
+    $("model-info").textContent += `, pitch-aware (F0 up to ${model.pitch.f0_max} Hz)`;
+  }
 }
 
 // Decoded mono samples of an audio blob, resampled to the model's rate by the browser.
@@ -105,9 +117,53 @@ function draw(canvas, columns) {
   context.putImageData(image, 0, 0);
 }
 
+// Plays and draws a clip; returns its spectrogram columns and duration in seconds.
 async function show(blob, audio, canvas) {
   audio.src = URL.createObjectURL(blob);
-  draw(canvas, spectrogram(await decode(blob)));
+  const samples = await decode(blob);
+  const view = { columns: spectrogram(samples), seconds: samples.length / state.sampleRate };
+  draw(canvas, view.columns);
+  return view;
+}
+
+// The F0 contour (Hz per frame, 0 = unvoiced) over a spectrogram of `seconds`, on its own
+// scale from 0 (bottom) to `top` Hz, labelled on the right; unvoiced frames break the line.
+function drawF0(canvas, f0, frameSeconds, seconds, top) {
+  const context = canvas.getContext("2d");
+  const x = (frame) => (((frame + 0.5) * frameSeconds) / seconds) * canvas.width;
+  const y = (hz) => canvas.height * (1 - hz / top);
+  context.beginPath();
+  f0.forEach((hz, frame) => {
+    if (hz <= 0) return;
+    if (frame === 0 || f0[frame - 1] <= 0) context.moveTo(x(frame), y(hz));
+    else context.lineTo(x(frame), y(hz));
+  });
+  // A dark edge keeps the line visible on the bright parts of the spectrogram.
+  for (const [colour, width] of [["black", 4], [F0_COLOUR, 2]]) {
+    context.strokeStyle = colour;
+    context.lineWidth = width;
+    context.stroke();
+  }
+  context.fillStyle = "white";
+  context.font = "10px sans-serif";
+  context.textAlign = "right";
+  for (const hz of [top / 2, top]) context.fillText(`${Math.round(hz)} Hz`, canvas.width - 2, y(hz) + 10);
+}
+
+// The F0 /v1/resynthesize used for this clip and shift, over both spectrograms.
+async function showF0(shift, originalSeconds, resultSeconds) {
+  const form = new FormData();
+  form.append("file", state.clip, state.clipName);
+  form.append("pitch_shift", shift);
+  const response = await fetch("/v1/resynthesize/f0", { method: "POST", body: form, headers: authHeaders() });
+  if (!response.ok) throw new Error(`F0 unavailable (${response.status}: ${await errorText(response)})`);
+  const track = await response.json();
+  // One scale for both: the tracker's range, or more when the shift goes above it.
+  const top = Math.max(state.pitch.tracker.f0_max, ...track.f0);
+  drawF0($("original-spectrogram"), track.unshifted, track.frame_seconds, originalSeconds, top);
+  drawF0($("result-spectrogram"), track.f0, track.frame_seconds, resultSeconds, top);
+  $("f0-legend").hidden = false;
+  document.body.dataset.f0 = "drawn";
 }
 
 // 16-bit mono WAV of float samples in [-1, 1], so any recording can be uploaded.
@@ -128,7 +184,8 @@ async function useClip(blob, name) {
   state.clipName = name;
   $("go").disabled = false;
   try {
-    await show(blob, $("original"), $("original-spectrogram"));
+    state.original = null;
+    state.original = await show(blob, $("original"), $("original-spectrogram"));
     setStatus(`Loaded ${name}.`);
   } catch (error) {
     setStatus(`Loaded ${name}; the browser cannot decode it for display (${error.message}).`);
@@ -163,6 +220,8 @@ async function resynthesize() {
   form.append("format", "wav");
   form.append("temperature", $("temperature").value || "1");
   if (!$("speaker-field").hidden) form.append("speaker", $("speaker").value);
+  const shift = state.pitch ? $("pitch-shift").value : "0";
+  if (state.pitch) form.append("pitch_shift", shift);
   $("go").disabled = true;
   setStatus("Resynthesizing…");
   try {
@@ -173,9 +232,15 @@ async function resynthesize() {
     }
     const seconds = Number(response.headers.get("X-Audio-Seconds")).toFixed(2);
     const millis = response.headers.get("X-Inference-Ms");
-    await show(await response.blob(), $("result"), $("result-spectrogram"));
-    setStatus(`Made ${seconds} s of audio in ${millis} ms.`);
+    const result = await show(await response.blob(), $("result"), $("result-spectrogram"));
+    const pitchNote = state.pitch ? `, F0 from the ${response.headers.get("X-F0-Source")}, shifted ${shift} semitones` : "";
+    setStatus(`Made ${seconds} s of audio in ${millis} ms${pitchNote}.`);
     document.body.dataset.result = "shown";
+    if (state.pitch && state.original) {
+      // The original's spectrogram is drawn afresh, so that contours do not pile up on it.
+      draw($("original-spectrogram"), state.original.columns);
+      await showF0(shift, state.original.seconds, result.seconds);
+    }
   } catch (error) {
     setStatus(`Failed: ${error.message}`, true);
   } finally {
@@ -189,5 +254,6 @@ $("clip").addEventListener("change", (event) => {
 });
 $("record").addEventListener("click", () => toggleRecording().catch((error) => setStatus(`Cannot record: ${error.message}`, true)));
 $("go").addEventListener("click", resynthesize);
+$("pitch-shift").addEventListener("input", () => { $("pitch-shift-value").value = $("pitch-shift").value; });
 $("api-key").addEventListener("change", loadModel);
 loadModel().catch((error) => setStatus(`Cannot reach the service: ${error.message}`, true));
