@@ -14,7 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
-from service_fixtures import running_client, save_served_checkpoint, service_settings, wait_until
+from service_fixtures import (
+    running_client,
+    save_pitch_checkpoints,
+    save_served_checkpoint,
+    service_settings,
+    wait_until,
+)
 
 from service.app import create_app
 
@@ -118,6 +124,43 @@ def test_well_shaped_mels_with_any_values_never_get_a_server_error(client, body,
         headers={"content-type": "application/json"},
     )
     assert response.status_code < 500, response.text
+    assert response.status_code in (200, 422), response.text
+
+
+@pytest.fixture(scope="module")
+def pitch_client(tmp_path_factory: pytest.TempPathFactory):
+    student, _ = save_pitch_checkpoints(tmp_path_factory.mktemp("pitch"))
+    app = create_app(service_settings(student, max_frames=4, stream_chunk_frames=2))
+    with running_client(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+pitch_requests = st.fixed_dictionaries(
+    {"mel": st.lists(st.lists(in_range, min_size=16, max_size=16), min_size=1, max_size=4)},
+    optional={
+        "f0": st.lists(any_float32 | st.floats(0, 2000), max_size=5)
+        | st.text(max_size=12)
+        | st.sampled_from([None, 3, {"b64": "AAAA"}, [True], ["1"]]),
+        "pitch_shift": st.floats(-20, 20) | st.sampled_from([float("nan"), "3", None]),
+        "temperature": st.sampled_from([0.0, 1.0]),
+        "seed": st.integers(0, 2**63 - 1),
+    },
+)
+
+
+@given(body=pitch_requests, route=st.sampled_from(["/v1/vocode", "/v1/vocode/f0"]))
+@settings(
+    max_examples=EXAMPLES_PER_OPERATION * 3,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+def test_any_f0_and_pitch_shift_to_a_pitch_aware_model_never_get_a_server_error(
+    pitch_client, body, route
+):
+    response = pitch_client.post(
+        route, content=json.dumps(body), headers={"content-type": "application/json"}
+    )
     assert response.status_code in (200, 422), response.text
 
 
