@@ -216,9 +216,8 @@ class InferenceWorker:
             if job.f0 is not None or job.f0_only:
                 raise ValueError("the model is mel-only: it takes no F0")
             return None
-        if job.f0 is not None:
-            return job.f0.to(self.device)
-        return self.pitch.predict(job.mel).to(self.device)
+        f0 = job.f0 if job.f0 is not None else self.pitch.predict(job.mel)
+        return f0.to(self.device)
 
     def _generate(self, batch: list[Job], f0s: list) -> Iterator[torch.Tensor]:
         """Audio chunks (B, chunk_samples) for the batch, in order; `f0s` are the jobs' F0
@@ -240,9 +239,7 @@ class InferenceWorker:
             generator=generator,
         )
         if self.pitch is not None:
-            shifts = [job.pitch_shift for job in batch]
-            shifted = [self.pitch.shifted(f0, s) for f0, s in zip(f0s, shifts, strict=True)]
-            options["f0"] = torch.stack([F.pad(f0, (0, max(frames) - len(f0))) for f0 in shifted])
+            options["f0"] = self.pitch.batch(f0s, [job.pitch_shift for job in batch])
             phases = [job.phase for job in batch]
             options["phase"] = torch.tensor(phases, dtype=torch.float64, device=self.device)
         autocast = torch.autocast("cuda", torch.float16) if self.autocast else _no_autocast()

@@ -181,3 +181,10 @@ class SynthesisF0:
     def shifted(self, f0: torch.Tensor, semitones: float) -> torch.Tensor:
         """`shift_f0` within this model's range (also clamps a tracked or predicted F0)."""
         return shift_f0(f0, semitones, self.f0_max)
+
+    def batch(self, f0s: list[torch.Tensor], semitones: list[float]) -> torch.Tensor:
+        """Items' F0 (frames_i,) each shifted by its own semitones, zero-padded (unvoiced) to
+        the longest: (B, max frames), as a padded batch of mels needs."""
+        frames = max(len(f0) for f0 in f0s)
+        shifted = [self.shifted(f0, s) for f0, s in zip(f0s, semitones, strict=True)]
+        return torch.stack([torch.nn.functional.pad(f0, (0, frames - len(f0))) for f0 in shifted])
