@@ -9,8 +9,7 @@ from conftest import tiny_spec, tiny_student, tiny_teacher
 from wavenet import Student, StudentConfig, TeacherConfig, load_model, mulaw, save_model
 from wavenet.excitation import ExcitationSpec, excitation
 from wavenet.pitch import PitchSpec
-from wavenet.source import companded_shift_scale
-from wavenet.source_flow import source_outputs
+from wavenet.source_flow import SOURCE_SCALE, source_outputs
 from wavenet.student import sample_logistic
 
 EXCITATION = ExcitationSpec(harmonics=3, f0_max=1000.0)
@@ -182,12 +181,26 @@ def test_an_untrained_source_student_is_the_training_free_synthesis():
     z = noise(2, 12 * spec.hop_length) * 1e-6
     x, mu_tot, log_s_tot = student(z, mel, None, f0, phase)
     parts = source_outputs(student.source, mel, f0, phase)
-    shift, scale = companded_shift_scale(parts)
-    torch.testing.assert_close(mulaw.expand(x), parts.harmonic.clamp(-1, 1), rtol=0, atol=1e-5)
-    torch.testing.assert_close(mu_tot, shift)
-    torch.testing.assert_close(log_s_tot, scale.log().clamp(min=student.config.log_scale_min))
+    torch.testing.assert_close(mulaw.expand(x), parts.waveform, rtol=0, atol=1e-5)
+    torch.testing.assert_close(mu_tot, mulaw.compress(parts.waveform))
+    torch.testing.assert_close(log_s_tot, torch.full_like(log_s_tot, math.log(SOURCE_SCALE)))
     voiced = parts.harmonic.abs().amax(-1)
     assert (voiced > 0.05).all(), "the source made no harmonics: test is vacuous"
+    assert (parts.noise.abs().amax(-1) > 1e-3).all(), "the source made no noise: test is vacuous"
+
+
+def test_an_untrained_source_student_at_temperature_one_keeps_the_source_level():
+    """z drives only a scale inside one mu-law bin: sampled output stays the synthesis, with
+    no full-scale bursts where the source's noise is loud."""
+    student = tiny_student(excitation=EXCITATION, source="harmonic")
+    spec = student.spec
+    _, mel, f0, phase = voiced_inputs(spec, frames=12)
+    z = noise(2, 12 * spec.hop_length, seed=5)
+    x, _, _ = student(z, mel, None, f0, phase)
+    source = source_outputs(student.source, mel, f0, phase).waveform
+    error = (mulaw.expand(x) - source).pow(2).mean().sqrt()
+    assert error < 0.02 * source.pow(2).mean().sqrt()
+    assert mulaw.expand(x).abs().amax() < 1.1 * source.abs().amax() + 0.01
 
 
 def test_source_student_padded_batch_equals_each_item_alone():

@@ -1,8 +1,17 @@
 """The harmonic-plus-noise source as a student's first affine step, over any window of frames.
 
-    x^(0) = z s_src + mu_src,   (mu_src, s_src) = companded_shift_scale(source(mel, F0, phi_0))
+    x^(0) = z s_src + mu_src,   mu_src = compress(harmonic + noise),   s_src = SOURCE_SCALE
 
-(`wavenet.source`). mu_src and s_src depend on the mel, F0 and the phase only, never on z.
+(`wavenet.source`). The source's noise is conditioning, like the excitation's phase: it is
+the mel-shaped noise of the training-free synthesis, made from a fixed white-noise table
+indexed by sample position, so mu_src depends on the mel, F0 and the phase only, never on z,
+and the log-determinant stays sum_t log s_tot,t. z gets a scale well inside one mu-law bin,
+so an untrained student (its flows start as the identity) is the training-free synthesis.
+
+Why not carry the noise by z: a logistic in the companded domain expands into spiky noise
+whose tails run to full scale wherever the noise is loud (fricatives), far from the
+Gaussian-like noise the source measures; the flows after the source can still learn to
+add z-driven noise where the losses ask for it.
 
 The source is not frame-local: each analysis-by-synthesis round reads the synthesis back
 through the mel's STFT window, so a frame's result depends on frames up to `source_context`
@@ -14,8 +23,8 @@ float rounding), at a cost proportional to the chunk:
     computed    [======================================================)
     kept                        [=====================)
 
-The refinement's white noise is a fixed table indexed by sample position, so the source is a
-deterministic function of (mel, F0, phi_0), the same in a window as in the whole.
+The white noise is a fixed table indexed by sample position (period about 65 s), so the
+source is a deterministic function of (mel, F0, phi_0), the same in a window as in the whole.
 """
 
 from __future__ import annotations
@@ -32,22 +41,30 @@ from wavenet.excitation import (
     interpolate_voiced,
     sample_phase,
 )
+from wavenet import mulaw
 from wavenet.features import FeatureSpec
 from wavenet.source import (
     HarmonicNoiseSource,
     SourceConfig,
     SourceOutput,
-    companded_shift_scale,
+    context_frames,
+    filtered_noise,
     harmonic_sum,
     noise_std,
     training_free_parts,
 )
 
-__all__ = ["WHITE_PERIOD", "source_context", "source_outputs", "source_shift_scale"]
+__all__ = [
+    "SOURCE_SCALE",
+    "WHITE_PERIOD",
+    "source_context",
+    "source_outputs",
+    "source_shift_scale",
+]
 
-WHITE_PERIOD = 1 << 16  # samples of the refinement noise table (4 s at 16 kHz), then repeated
+WHITE_PERIOD = 1 << 20  # samples of the white-noise table (65 s at 16 kHz), then repeated
 WHITE_SEED = 0
-FLOOR = 1e-4  # companded_shift_scale's floor: the scale where the source is silent
+SOURCE_SCALE = 1e-3  # z's scale in the source step: an eighth of a mu-law bin (2 / 255)
 
 
 @functools.lru_cache(maxsize=1)
@@ -66,16 +83,13 @@ def source_white(batch: int, start: int, stop: int, spec: FeatureSpec, device) -
 
 
 def source_context(spec: FeatureSpec, config: SourceConfig) -> int:
-    """R: frames each side of a frame that its source depends on.
-
-    An STFT frame i reads hop blocks i - r .. i + r, r = ceil(max(L, n_fft - L - hop) / hop),
-    L = (n_fft - hop) // 2 (extract's left padding), and so does the WOLA noise of block i;
-    harmonics interpolate between neighbouring frames (1). Each refinement round widens the
-    reach by r + max(r, 1), and the final synthesis by 1 more.
-    """
+    """R: frames each side of a frame that its source step depends on: the training-free
+    parts' reach (`wavenet.source.context_frames`), plus the final noise's WOLA reach
+    r = ceil(max(L, n_fft - L - hop) / hop), L = (n_fft - hop) // 2: output block i sums
+    the windowed noise frames i - r .. i + r."""
     left = (spec.n_fft - spec.hop_length) // 2
     reach = math.ceil(max(left, spec.n_fft - left - spec.hop_length) / spec.hop_length)
-    return config.refinements * (reach + max(reach, 1)) + 1
+    return context_frames(spec, config) + reach
 
 
 def _window_phase(
@@ -99,10 +113,9 @@ def source_outputs(
     phase: torch.Tensor,
     start_frame: int = 0,
 ) -> SourceOutput:
-    """The source of frames whose refinement noise starts at table frame `start_frame`:
-    harmonic, noise_std (each (B, frames * hop), with the gains' gradients) and no noise
-    (the student's z stands for it). The tail of `HarmonicNoiseSource.forward`, with the
-    position-indexed noise in place of a drawn one."""
+    """The source of frames whose white noise starts at table frame `start_frame`: harmonic,
+    noise and noise_std, each (B, frames * hop), with the gains' gradients. The tail of
+    `HarmonicNoiseSource.forward`, with the position-indexed noise in place of a drawn one."""
     spec = source.spec
     batch, frames = f0.shape
     white = source_white(batch, start_frame, start_frame + frames, spec, mel.device)
@@ -116,7 +129,7 @@ def source_outputs(
     magnitude = magnitude * source.log_noise_gain.exp()[(f0 > 0).long()].unsqueeze(1)
     every = torch.ones_like(f0, dtype=torch.bool)
     std, _ = interpolate_voiced(noise_std(magnitude, spec), every, spec.hop_length)
-    return SourceOutput(harmonic, torch.zeros_like(harmonic), std)
+    return SourceOutput(harmonic, filtered_noise(magnitude, white, spec), std)
 
 
 def _window(
@@ -133,9 +146,9 @@ def _window(
     first, last = max(start - context, 0), min(stop + context, f0.shape[-1])
     window_phase = _window_phase(f0[:, first:last], spec, phase, (start - first) * hop)
     outputs = source_outputs(source, mel[..., first:last], f0[:, first:last], window_phase, first)
-    mu, scale = companded_shift_scale(outputs, floor=FLOOR)
     keep = slice((start - first) * hop, (stop - first) * hop)
-    return mu[:, keep], scale[:, keep].log()
+    mu = mulaw.compress(outputs.waveform[:, keep])
+    return mu, torch.full_like(mu, math.log(SOURCE_SCALE))
 
 
 def source_shift_scale(
@@ -158,7 +171,7 @@ def source_shift_scale(
         stop (int | None): End frame (exclusive); None = all frames.
         mel_lengths (Tensor | None): Real frames per item of a zero-padded batch (B,): each
             item's source is then computed on its own frames, as if it were alone (past its
-            end: mu 0 and the floor scale).
+            end: mu 0 and SOURCE_SCALE).
 
     Returns:
         tuple: mu_src and log s_src, each (B, (stop - start) * hop), float32.
@@ -170,7 +183,7 @@ def source_shift_scale(
         return _window(source, mel, f0, phase, start, stop)
     hop = source.spec.hop_length
     mu = torch.zeros(f0.shape[0], (stop - start) * hop, device=mel.device)
-    log_s = torch.full_like(mu, math.log(FLOOR))
+    log_s = torch.full_like(mu, math.log(SOURCE_SCALE))
     for item, length in enumerate(mel_lengths.tolist()):
         end = min(stop, length)
         if end > start:
