@@ -252,4 +252,3 @@ def test_pitch_distillation_checks_the_corpus_and_the_teacher(
     assert student.config.source == "harmonic" and student.config.source_settings is not None
     assert student.config.pitch == load_prepared(prepared_corpus).pitch
     assert read_metrics(tmp_path / "run")[-1]["val_kl"] is not None
-

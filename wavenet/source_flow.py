@@ -34,6 +34,7 @@ import math
 
 import torch
 
+from wavenet import mulaw
 from wavenet.excitation import (
     TWO_PI,
     frame_centre,
@@ -41,7 +42,6 @@ from wavenet.excitation import (
     interpolate_voiced,
     sample_phase,
 )
-from wavenet import mulaw
 from wavenet.features import FeatureSpec
 from wavenet.source import (
     HarmonicNoiseSource,
