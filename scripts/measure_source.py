@@ -3,7 +3,8 @@
 Each clip's mel (`FeatureSpec.extract`) and F0 (`wavenet.pitch.track_f0`) are synthesised by
 `wavenet.source.HarmonicNoiseSource` with its initial (training-free) gains, and Griffin-Lim
 inverts the same mel; both are scored against the recording with `training.evaluate.score`
-(log-mel L1, MR-STFT, PESQ-WB, STOI) and `training.metrics.periodicity`.
+(log-mel L1, MR-STFT, PESQ-WB, STOI) and `training.metrics.periodicity`. The source's cost is
+the CPU time of its calls (after a first call that builds its tables), per 10 s of audio.
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/measure_source.py --clips 10 --png /tmp/source.png
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import io
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -66,14 +68,17 @@ def load_prompts(folder: Path, count: int, rate: int) -> list[tuple[str, np.ndar
 
 
 def synthesise(source: HarmonicNoiseSource, audio: np.ndarray, seed: int):
-    """(source audio, Griffin-Lim audio, mel, f0) of one recording."""
+    """(source audio, Griffin-Lim audio, f0, CPU seconds of the source) of one recording."""
     spec = source.spec
     mel = spec.extract(torch.from_numpy(audio))
     f0 = torch.from_numpy(track_f0(audio, spec))
     generator = torch.Generator().manual_seed(seed)
+    phase = initial_phase(1, generator)
     with torch.no_grad():
-        made = source(mel[None], f0[None], initial_phase(1, generator), generator).waveform[0]
-    return made.numpy(), griffin_lim(mel, spec, seed), mel, f0
+        started = time.process_time()
+        made = source(mel[None], f0[None], phase, generator).waveform[0]
+        cpu = time.process_time() - started
+    return made.numpy(), griffin_lim(mel, spec, seed), f0, cpu
 
 
 def render(path: Path, rows: dict[str, np.ndarray], f0: torch.Tensor, spec: FeatureSpec) -> None:
@@ -105,11 +110,13 @@ def main(argv: list[str] | None = None) -> None:
     spec, config = FeatureSpec(), SourceConfig(**overrides)
     source = HarmonicNoiseSource(spec, config).eval()
     print(f"{args.voice}, {config}")
+    prompts = load_prompts(args.sounds / args.voice, args.clips, spec.sample_rate)
+    synthesise(source, prompts[0][1], args.seed)  # builds the cached tables
     table: dict[str, list[dict]] = {"source": [], "griffin_lim": []}
-    for number, (name, audio) in enumerate(
-        load_prompts(args.sounds / args.voice, args.clips, spec.sample_rate)
-    ):
-        made, baseline, _, f0 = synthesise(source, audio, args.seed)
+    cpu, seconds = 0.0, 0.0
+    for number, (name, audio) in enumerate(prompts):
+        made, baseline, f0, clip_cpu = synthesise(source, audio, args.seed)
+        cpu, seconds = cpu + clip_cpu, seconds + len(audio) / spec.sample_rate
         for system, estimate in (("source", made), ("griffin_lim", baseline)):
             values = score(audio, estimate, spec)[0]
             values["periodicity"] = periodicity(estimate[: len(audio)], spec.sample_rate)
@@ -123,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     for system, rows in table.items():
         means = [np.mean([r[m] for r in rows if r[m] is not None]) for m in METRICS]
         print(f"| {system} | {' | '.join(f'{v:.3f}' for v in means)} |")
+    print(f"\nsource: {10 * cpu / seconds:.3f} s of CPU per 10 s of audio (one thread)")
 
 
 if __name__ == "__main__":

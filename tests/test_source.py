@@ -4,13 +4,17 @@ import pytest
 import torch
 
 from wavenet import harmonic_response, mel_envelope, mulaw
+from wavenet.excitation import TWO_PI, advance_phase, frame_centre, frame_to_samples, sample_phase
 from wavenet.features import FeatureSpec
 from wavenet.source import (
     HarmonicNoiseSource,
     SourceConfig,
     companded_shift_scale,
+    context_frames,
     filtered_noise,
+    harmonic_sum,
     noise_std,
+    training_free_parts,
     white_noise,
 )
 
@@ -143,3 +147,54 @@ def test_mismatched_f0_is_rejected():
         HarmonicNoiseSource(SPEC)(
             torch.zeros(1, SPEC.n_mels, 10), torch.zeros(1, 9), torch.zeros(1)
         )
+
+
+def gliding_voice_then_noise(frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log-mel, F0) of a voice gliding 140 -> 190 Hz with a 4:1 level swing, a pause, and
+    noise: every part of the source has something to do."""
+    hop = SPEC.hop_length
+    f0 = torch.zeros(1, frames)
+    f0[0, :24] = torch.linspace(140, 190, 24)
+    f0_t = frame_to_samples(f0.double(), hop, frame_centre(SPEC))[0]
+    phi = sample_phase(f0_t, RATE, torch.zeros(1))[0][0]
+    level = 0.05 * (1.5 + torch.sin(torch.arange(frames * hop) / 3000.0))
+    audio = sum(level / k * torch.sin(k * phi) for k in range(1, 30)).float()
+    noise = 0.02 * torch.randn(frames * hop, generator=torch.Generator().manual_seed(7))
+    audio[28 * hop :] += noise[28 * hop :]
+    return SPEC.extract(audio)[None], f0
+
+
+@pytest.mark.parametrize("resynthesis", [0, 1])
+def test_a_window_with_its_context_computes_what_the_whole_does(resynthesis):
+    """Frames [start, stop) computed on a window context_frames wider on each side (its white
+    noise the whole's at the same samples, its phase meeting the whole's at frame start)
+    equal the whole utterance's: amplitudes, noise magnitudes and harmonic samples."""
+    config = SourceConfig(resynthesis=resynthesis)
+    frames, hop = 44, SPEC.hop_length
+    log_mel, f0 = gliding_voice_then_noise(frames)
+    white = white_noise(1, frames, SPEC, torch.Generator().manual_seed(3))
+    phase = torch.tensor([0.7], dtype=torch.float64)
+    with torch.no_grad():
+        amplitudes, magnitude = training_free_parts(log_mel, f0, phase, white, SPEC, config)
+        whole = harmonic_sum(amplitudes, f0, phase, SPEC)
+    context = context_frames(SPEC, config)
+    for start, stop in ((context + 3, context + 9), (22, 30)):
+        first, last = start - context, min(stop + context, frames)
+        at_start = advance_phase(f0, SPEC, phase, 0, start)
+        own = frame_to_samples(f0[:, first:last], hop, frame_centre(SPEC))[0]
+        advance = sample_phase(own[:, : (start - first) * hop], RATE, torch.zeros(1))[1]
+        window_phase = torch.remainder(at_start - advance, TWO_PI)
+        window_white = white[:, first * hop : last * hop + SPEC.n_fft - hop]
+        window_mel, window_f0 = log_mel[..., first:last], f0[:, first:last]
+        with torch.no_grad():
+            window = training_free_parts(
+                window_mel, window_f0, window_phase, window_white, SPEC, config
+            )
+            part = harmonic_sum(window[0], window_f0, window_phase, SPEC)
+        kept = slice(start - first, stop - first)
+        exact = dict(rtol=1e-5, atol=1e-9)  # float rounding only
+        torch.testing.assert_close(window[0][..., kept], amplitudes[..., start:stop], **exact)
+        torch.testing.assert_close(window[1][..., kept], magnitude[..., start:stop], **exact)
+        samples = slice((start - first) * hop, (stop - first) * hop)
+        torch.testing.assert_close(part[:, samples], whole[:, start * hop : stop * hop], **exact)
+    assert whole[:, 4 * hop : 20 * hop].abs().max() > 0.05  # the voice is there

@@ -49,8 +49,13 @@ def _shift(x: torch.Tensor, offset: int, frames: int) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=8)
 def pair_tables(spec: FeatureSpec) -> tuple[int, torch.Tensor, torch.Tensor]:
-    """(first pair offset d0, L (D, 4, 2), Q (D, 4, 3)): the module docstring's tables, pair
-    offsets d0 .. d0 + D - 1, kinds 2 v_left + v_right as `pair_ramps` orders them."""
+    """(first pair offset d0, L (D, 12, 2), Q (D, 12, 3)): the module docstring's tables, pair
+    offsets d0 .. d0 + D - 1, kinds 2 v_left + v_right as `pair_ramps` orders them, + 4 for
+    the first pair and + 8 for the last, which hold only the samples within the audio:
+
+        audio      |0       first         ...       F hop|
+        pairs   [ pair 0 )[ pair 1 ) ... [ pair F - 1 )[ pair F )
+    """
     hop, n_fft = spec.hop_length, spec.n_fft
     first = math.ceil(frame_centre(spec))
     samples = torch.arange(n_fft) - (n_fft - hop) // 2  # relative to i * hop
@@ -58,13 +63,16 @@ def pair_tables(spec: FeatureSpec) -> tuple[int, torch.Tensor, torch.Tensor]:
     within = samples - first - (pair - 1) * hop
     d0, count = int(pair.min()), int(pair.max() - pair.min()) + 1
     ends = torch.tensor([[False, False], [False, True], [True, False], [True, True]])
-    ramps = pair_ramps(ends, spec)[:, 1].double()[..., within]  # (4 kinds, 2, n_fft)
+    ramps = pair_ramps(ends, spec)[:, 1].double()  # (4 kinds, 2, hop)
+    offset = torch.arange(hop)
+    inside = [torch.ones(hop), (offset >= hop - first).double(), (offset < first).double()]
+    ramps = torch.cat([ramps * mask for mask in inside])[..., within]  # (12, 2, n_fft)
     window = env.stft_window(spec)
-    linear = torch.zeros(count, 4, 2, dtype=torch.float64)
+    linear = torch.zeros(count, len(ramps), 2, dtype=torch.float64)
     linear.index_add_(0, pair - d0, (window * ramps).permute(2, 0, 1))
     left, right = ramps[:, 0], ramps[:, 1]
     terms = torch.stack([left * left, 2 * left * right, right * right], 1)
-    quadratic = torch.zeros(count, 4, 3, dtype=torch.float64)
+    quadratic = torch.zeros(count, len(ramps), 3, dtype=torch.float64)
     quadratic.index_add_(0, pair - d0, (window**2 * terms).permute(2, 0, 1))
     return d0, (linear / window.sum()).float(), (quadratic / (window**2).sum()).float()
 
@@ -73,7 +81,10 @@ def _pairs(values: torch.Tensor, voiced: torch.Tensor) -> tuple[torch.Tensor, ..
     """Pair ends of values (B, C, pairs) each, and each pair's kind (B, pairs)."""
     left, right = pair_ends(values, voiced)
     v_left, v_right = pair_ends(voiced.long(), torch.ones_like(voiced))
-    return left, right, 2 * v_left + v_right
+    kind = 2 * v_left + v_right
+    kind[:, 0] += 4
+    kind[:, -1] += 8 if kind.shape[-1] > 1 else 0
+    return left, right, kind
 
 
 def window_moments(values: torch.Tensor, voiced: torch.Tensor, spec: FeatureSpec):

@@ -41,8 +41,6 @@ __all__ = ["BandedResponse", "chirp_gain", "harmonic_amplitudes", "harmonic_resp
 FLOOR = 1e-3  # bands below this share of a row's peak response are left out of its band
 SWEEP_STEP = 0.05  # the chirp table's step in sqrt(sweep in bins)
 MAX_SWEEP = 256.0  # sweeps beyond (bins) are capped by the spacing anyway
-# scripts/measure_source.py: 4 scores above a hard minimum (inf) and 2.
-SMOOTHNESS = 4.0
 # A sweep over more than this many harmonic spacings is averaged over this many only: past
 # it, neighbours of about the same amplitude overlap and the sum's spectrum is smooth anyway.
 MAX_SPREAD = 2.0
@@ -51,34 +49,36 @@ SHRINK = 3
 
 
 class BandedResponse(NamedTuple):
-    """R (B, frames, K, n_mels) stored as bands: R[..., first + j] = values[..., j]."""
+    """R (B, frames, K, n_mels) stored as bands: R[..., first + j] = values[..., j], j < width;
+    bands past n_mels hold zeros."""
 
-    index: torch.Tensor  # (B, frames, K * width): the band of each stored value
+    index: torch.Tensor  # (B, frames, K * width): first + j, on a band axis n_mels + width long
     values: torch.Tensor  # (B, frames, K, width)
     n_mels: int
 
     def to_bands(self, amplitudes: torch.Tensor) -> torch.Tensor:
         """sum_k a_k R[m, k] per band: a (B, K, frames) -> (B, n_mels, frames)."""
-        batch, frames = self.values.shape[:2]
+        batch, frames, _, width = self.values.shape
         terms = self.values * amplitudes.transpose(1, 2).unsqueeze(-1)
-        out = self.values.new_zeros(batch, frames, self.n_mels)
+        out = self.values.new_zeros(batch, frames, self.n_mels + width)
         out.scatter_add_(2, self.index, terms.view(batch, frames, -1))
-        return out.transpose(1, 2)
+        return out[..., : self.n_mels].transpose(1, 2)
 
     def from_bands(self, values: torch.Tensor) -> torch.Tensor:
         """sum_m R[m, k] x_m / sum_m R[m, k] per harmonic: x (B, n_mels, frames) -> (B, K,
         frames); 0 where R[:, k] is."""
-        picked = values.transpose(1, 2).gather(2, self.index).view(self.values.shape)
+        padded = torch.nn.functional.pad(values.transpose(1, 2), (0, self.values.shape[-1]))
+        picked = padded.gather(2, self.index).view(self.values.shape)
         weighted = (picked * self.values).sum(-1)
         return (weighted / self.values.sum(-1).clamp(min=1e-20)).transpose(1, 2)
 
 
 @functools.lru_cache(maxsize=8)
 def _tables(spec: FeatureSpec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The running sum of R_0's rows (grid + 1, n_mels), and each row's first and
-    last band above FLOOR of its peak (grid,)."""
+    """The running sum of R_0's rows (grid + 1, n_mels + WIDTH: the bands past n_mels 0),
+    and each row's first and last band above FLOOR of its peak (grid,)."""
     table = env.sinusoid_response_table(spec).double()
-    running = torch.nn.functional.pad(table.cumsum(0), (0, 0, 1, 0)).float()
+    running = torch.nn.functional.pad(table.cumsum(0), (0, WIDTH, 1, 0)).float()
     above = table > FLOOR * table.amax(1, keepdim=True).clamp(min=1e-30)
     first = above.double().argmax(1)
     last = table.shape[1] - 1 - above.flip(1).double().argmax(1)
@@ -108,17 +108,33 @@ def _chirp_table(spec: FeatureSpec) -> tuple[torch.Tensor, float]:
 
 def chirp_gain(sweep: torch.Tensor, spacing: torch.Tensor, spec: FeatureSpec) -> torch.Tensor:
     """G_p(sweep) capped by cap(spacing), each in FFT bins (module docstring): the gain's
-    excess over 1 and the cap's pass through the smooth minimum (x^-4 + y^-4)^(-1/4), as
-    the overlap sets in gradually, and a steady harmonic keeps G = 1."""
+    excess over 1 and the cap's pass through the smooth minimum (x^-4 + y^-4)^(-1/4) =
+    min(x, y) (1 + (min / max)^4)^(-1/4), as the overlap sets in gradually; a steady harmonic
+    keeps G = 1.
+
+    Args:
+        sweep (Tensor): Each harmonic's sweep (...).
+        spacing (Tensor): The harmonic spacing, broadcastable to sweep.
+    """
     gains, cap = _chirp_table(spec)
     gains = gains.to(sweep.device)
     position = (sweep.clamp(0, MAX_SWEEP).sqrt() / SWEEP_STEP).clamp(max=len(gains) - 1.001)
     below = position.floor().long()
     weight = position - below
-    gain = gains[below] * (1 - weight) + gains[below + 1] * weight
-    excess = (gain - 1).clamp(min=1e-12)
+    excess = (gains[below] * (1 - weight) + gains[below + 1] * weight - 1).clamp(min=1e-12)
     room = (spacing.clamp(min=1e-6) ** (1 - spec.power / 2) * cap - 1).clamp(min=1e-12)
-    return 1 + (excess**-SMOOTHNESS + room**-SMOOTHNESS) ** (-1 / SMOOTHNESS)
+    small, large = torch.minimum(excess, room), torch.maximum(excess, room)
+    ratio = (small / large).square().square()
+    return 1 + small / (1 + ratio).sqrt().sqrt()
+
+
+def _box(position, half, first_band, last_band) -> tuple[torch.Tensor, ...]:
+    """Grid rows low..high of a box (position +- half, in grid rows), its first band and the
+    span of bands to its last."""
+    grid = len(first_band)
+    low = (position - half).round().long().clamp(0, grid - 1)
+    high = (position + half).round().long().clamp(0, grid - 1)
+    return low, high, first_band[low], last_band[high] - first_band[low]
 
 
 def harmonic_response(f0: torch.Tensor, spec: FeatureSpec, harmonics: int) -> BandedResponse:
@@ -132,7 +148,7 @@ def harmonic_response(f0: torch.Tensor, spec: FeatureSpec, harmonics: int) -> Ba
         harmonics (int): K.
     """
     running, first_band, last_band = (t.to(f0.device) for t in _tables(spec))
-    grid, n_mels = running.shape[0] - 1, running.shape[1]
+    columns = running.shape[1]
     f_bar, sweep = window_f0(f0.float(), spec)
     k = torch.arange(1, harmonics + 1, dtype=torch.float32, device=f0.device)
     centre = f_bar.unsqueeze(-1) * k  # (B, frames, K) Hz
@@ -141,28 +157,26 @@ def harmonic_response(f0: torch.Tensor, spec: FeatureSpec, harmonics: int) -> Ba
     position = centre * (spec.n_fft * per_bin / spec.sample_rate)
     spacing = f_bar.unsqueeze(-1) * (spec.n_fft / spec.sample_rate)  # bins
     half = torch.minimum(sweeps, MAX_SPREAD * spacing) * (per_bin / 2)
-    for attempt in range(SHRINK + 1):  # halve the few boxes whose bands exceed WIDTH
-        low = (position - half).round().long().clamp(0, grid - 1)
-        high = (position + half).round().long().clamp(0, grid - 1)
-        first, last = first_band[low], last_band[high]
-        if attempt < SHRINK:
-            half = torch.where(last - first >= WIDTH, half / 2, half)
-    last = torch.minimum(last, first + WIDTH - 1)
-    # Bands first..last of each entry; past its last band (or the top) a stored value is 0,
-    # so an entry reads the same whatever width the others need.
-    width = int((last - first).max()) + 1 if first.numel() else 1
-    bands = first.unsqueeze(-1) + torch.arange(width, device=f0.device)  # (B, frames, K, width)
-    inside = bands <= last.unsqueeze(-1)
-    bands = bands.clamp(max=n_mels - 1)
-    flat = running.flatten()
-    values = (
-        flat[(high + 1).unsqueeze(-1) * n_mels + bands] - flat[low.unsqueeze(-1) * n_mels + bands]
-    )
-    values = values * inside / (high + 1 - low).unsqueeze(-1)
+    low, high, first, span = _box(position, half, first_band, last_band)
+    for _ in range(SHRINK):  # halve the few boxes whose bands exceed WIDTH
+        wide = (span >= WIDTH).nonzero(as_tuple=True)
+        if not len(wide[0]):
+            break
+        half[wide] = half[wide] / 2
+        low[wide], high[wide], first[wide], span[wide] = _box(
+            position[wide], half[wide], first_band, last_band
+        )
+    # The mean of rows low..high over bands first..first + WIDTH - 1: each a contiguous run
+    # of the flattened running sum. Past the last band a value is 0 (of the box's own bands
+    # only, so an entry reads the same in any batch).
+    runs = running.flatten().as_strided((running.numel() - WIDTH + 1, WIDTH), (1, 1))
+    upper, lower = runs[(high + 1) * columns + first], runs[low * columns + first]
+    bands = torch.arange(WIDTH, device=f0.device)
+    inside = bands <= span.unsqueeze(-1)
     valid = (f_bar.unsqueeze(-1) > 0) & (centre < min(spec.f_max, spec.sample_rate / 2))
-    gain = chirp_gain(sweeps, spacing, spec) * valid
-    values = values.clamp(min=0) * gain.unsqueeze(-1)
-    return BandedResponse(bands.flatten(2), values, n_mels)
+    scale = chirp_gain(sweeps, spacing, spec) * valid / (high + 1 - low)
+    values = torch.where(inside, upper.sub_(lower).clamp_(min=0), 0.0).mul_(scale.unsqueeze(-1))
+    return BandedResponse((first.unsqueeze(-1) + bands).flatten(2), values, columns - WIDTH)
 
 
 def harmonic_amplitudes(

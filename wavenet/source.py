@@ -68,13 +68,13 @@ class SourceConfig(BaseModel):
 
     # 128 harmonics reach 8 kHz from an F0 of 62.5 Hz; lower voices lose only their top band.
     harmonics: int = Field(128, ge=1, description="K: harmonics fitted to the mel and summed.")
-    # scripts/measure_source.py: 2 and 10 score the same once the refinements follow.
+    # scripts/measure_source.py: 1, 2 and 10 score alike once the refinements follow.
     iterations: int = Field(2, ge=0, description="Multiplicative updates of the harmonic fit.")
-    # scripts/measure_source.py: each round costs a few ms per 10 s of audio.
-    refinements: int = Field(3, ge=0, description="Correction rounds on the predicted mel.")
-    # scripts/measure_source.py: one round closes most of what the prediction leaves out;
-    # it synthesises and analyses the audio, about 3x the cost of everything else.
-    resynthesis: int = Field(1, ge=0, description="Correction rounds on the synthesis' mel.")
+    # scripts/measure_source.py: 1 round scores ~0.05 PESQ-WB below 2; 3 and 4 score as 2.
+    refinements: int = Field(2, ge=0, description="Correction rounds on the predicted mel.")
+    # scripts/measure_source.py: 1 round adds ~0.06 PESQ-WB and ~60 % to the cost: it
+    # synthesises and analyses the audio.
+    resynthesis: int = Field(0, ge=0, description="Correction rounds on the synthesis' mel.")
     # Measured with scripts/measure_source.py: 0.1 scores above 0.03 and 0.3.
     voiced_noise: float = Field(0.1, ge=0, description="Noise share in voiced frames.")
     unvoiced_noise: float = Field(1.0, ge=0, description="Noise share in unvoiced frames.")
