@@ -224,7 +224,12 @@ class InferenceWorker:
         before the shift (None each for a mel-only model)."""
         first = batch[0]
         frames = [job.frames for job in batch]
-        mel = torch.stack([F.pad(job.mel, (0, max(frames) - job.frames)) for job in batch])
+        mels = [job.mel for job in batch]
+        if self.pitch is not None:
+            mels = [self.pitch.mel_for(job.mel, job.pitch_shift) for job in batch]
+        mel = torch.stack(
+            [F.pad(m, (0, max(frames) - job.frames)) for m, job in zip(mels, batch, strict=True)]
+        )
         mel = mel.to(self.device)
         mel_lengths = torch.tensor(frames, device=self.device)
         speaker = None

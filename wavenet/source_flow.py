@@ -65,6 +65,9 @@ __all__ = [
 WHITE_PERIOD = 1 << 20  # samples of the white-noise table (65 s at 16 kHz), then repeated
 WHITE_SEED = 0
 SOURCE_SCALE = 1e-3  # z's scale in the source step: an eighth of a mu-law bin (2 / 255)
+# Log-mels of audio in [-1, 1] stay below ~3 (a full-scale sine: 2.3); a sent mel far above
+# that would overflow exp() in the source's fit (float32 beyond ~88) and make NaN audio.
+MEL_CEILING = 20.0
 
 
 @functools.lru_cache(maxsize=1)
@@ -122,7 +125,7 @@ def source_outputs(
     f0 = f0.float()
     with torch.no_grad(), torch.autocast(mel.device.type, enabled=False):
         amplitudes, magnitude = training_free_parts(
-            mel.float(), f0, phase, white, spec, source.config
+            mel.float().clamp(max=MEL_CEILING), f0, phase, white, spec, source.config
         )
     gains = source.log_harmonic_gain.exp().view(1, -1, 1)
     harmonic = harmonic_sum(amplitudes * gains, f0, phase, spec)

@@ -135,6 +135,7 @@ def run_jobs(
         options = {}
         if f0 is not None:
             options["f0"] = pitch.shifted(f0, pitch_shift).unsqueeze(0).to(device)
+            mel = pitch.mel_for(mel, pitch_shift)
         audio = model.generate(
             mel.unsqueeze(0).to(device), speakers, temperature=temperature, **options
         )
