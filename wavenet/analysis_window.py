@@ -38,20 +38,21 @@ __all__ = ["NOISE_REACH", "noise_smear", "pair_tables", "window_f0", "window_mom
 NOISE_REACH = 2  # noise synthesis frames each side of an analysis frame that it sees
 
 
-def _shift(x: torch.Tensor, offset: int, frames: int) -> torch.Tensor:
-    """y[..., i] = x[..., i + offset] for i < frames, zero where i + offset is out of range."""
-    start, stop = max(offset, 0), min(offset + frames, x.shape[-1])
-    out = x.new_zeros(*x.shape[:-1], frames)
-    if stop > start:
-        out[..., start - offset : stop - offset] = x[..., start:stop]
-    return out
+def _windows(x: torch.Tensor, first: int, count: int, frames: int, fill=0) -> torch.Tensor:
+    """y[..., i, d] = x[..., i + first + d] (..., frames, count), `fill` out of range."""
+    left = max(-first, 0)
+    right = max(frames + count - 1 + first + left - x.shape[-1] - left, 0)
+    padded = torch.nn.functional.pad(x, (left, right), value=fill)
+    start = first + left
+    return padded[..., start : start + frames + count - 1].unfold(-1, count, 1)
 
 
 @functools.lru_cache(maxsize=8)
 def pair_tables(spec: FeatureSpec) -> tuple[int, torch.Tensor, torch.Tensor]:
-    """(first pair offset d0, L (D, 12, 2), Q (D, 12, 3)): the module docstring's tables, pair
+    """(first pair offset d0, L (D, 13, 2), Q (D, 13, 3)): the module docstring's tables, pair
     offsets d0 .. d0 + D - 1, kinds 2 v_left + v_right as `pair_ramps` orders them, + 4 for
-    the first pair and + 8 for the last, which hold only the samples within the audio:
+    the first pair and + 8 for the last, which hold only the samples within the audio, and
+    kind 12 (all 0) for pairs beyond either end:
 
         audio      |0       first         ...       F hop|
         pairs   [ pair 0 )[ pair 1 ) ... [ pair F - 1 )[ pair F )
@@ -67,6 +68,7 @@ def pair_tables(spec: FeatureSpec) -> tuple[int, torch.Tensor, torch.Tensor]:
     offset = torch.arange(hop)
     inside = [torch.ones(hop), (offset >= hop - first).double(), (offset < first).double()]
     ramps = torch.cat([ramps * mask for mask in inside])[..., within]  # (12, 2, n_fft)
+    ramps = torch.nn.functional.pad(ramps, (0, 0, 0, 0, 0, 1))  # kind 12: no pair (zeros)
     window = env.stft_window(spec)
     linear = torch.zeros(count, len(ramps), 2, dtype=torch.float64)
     linear.index_add_(0, pair - d0, (window * ramps).permute(2, 0, 1))
@@ -77,14 +79,22 @@ def pair_tables(spec: FeatureSpec) -> tuple[int, torch.Tensor, torch.Tensor]:
     return d0, (linear / window.sum()).float(), (quadratic / (window**2).sum()).float()
 
 
-def _pairs(values: torch.Tensor, voiced: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Pair ends of values (B, C, pairs) each, and each pair's kind (B, pairs)."""
+def _pairs(values: torch.Tensor, voiced: torch.Tensor, spec: FeatureSpec, *terms) -> tuple:
+    """Each frame's window over the pairs: the tables' weights L (B, 1, frames, D, 2) and Q
+    (B, 1, frames, D, 3) by the pairs' kinds, and each of `terms` (functions of the pairs'
+    left and right values (B, C, pairs)) over the window (B, C, frames, D)."""
+    d0, linear, quadratic = pair_tables(spec)
+    count, frames = len(linear), values.shape[-1]
     left, right = pair_ends(values, voiced)
     v_left, v_right = pair_ends(voiced.long(), torch.ones_like(voiced))
     kind = 2 * v_left + v_right
     kind[:, 0] += 4
     kind[:, -1] += 8 if kind.shape[-1] > 1 else 0
-    return left, right, kind
+    kinds = _windows(kind, d0, count, frames, fill=len(linear[0]) - 1)  # (B, frames, D)
+    offsets = torch.arange(count, device=values.device)
+    linear, quadratic = linear.to(values.device), quadratic.to(values.device)
+    weights = linear[offsets, kinds].unsqueeze(1), quadratic[offsets, kinds].unsqueeze(1)
+    return *weights, *(_windows(term(left, right), d0, count, frames) for term in terms)
 
 
 def window_moments(values: torch.Tensor, voiced: torch.Tensor, spec: FeatureSpec):
@@ -93,18 +103,19 @@ def window_moments(values: torch.Tensor, voiced: torch.Tensor, spec: FeatureSpec
     Returns:
         tuple: M1, M2, each (B, C, frames).
     """
-    d0, linear, quadratic = pair_tables(spec)
-    linear, quadratic = linear.to(values.device), quadratic.to(values.device)
-    left, right, kind = _pairs(values, voiced)
-    frames = values.shape[-1]
-    first = torch.zeros_like(values)
-    second = torch.zeros_like(values)
-    for index in range(len(linear)):
-        lin, quad = linear[index][kind].unsqueeze(1), quadratic[index][kind].unsqueeze(1)
-        one = lin[..., 0] * left + lin[..., 1] * right
-        two = (quad[..., 0] * left + quad[..., 1] * right) * left + quad[..., 2] * right * right
-        first += _shift(one, d0 + index, frames)
-        second += _shift(two, d0 + index, frames)
+    linear, quadratic, left, right, squares, cross, right_squares = _pairs(
+        values,
+        voiced,
+        spec,
+        lambda a, _: a,
+        lambda _, b: b,
+        lambda a, _: a * a,
+        lambda a, b: a * b,
+        lambda _, b: b * b,
+    )
+    first = (linear[..., 0] * left + linear[..., 1] * right).sum(-1)
+    second = quadratic[..., 0] * squares + quadratic[..., 1] * cross
+    second = (second + quadratic[..., 2] * right_squares).sum(-1)
     return first, second
 
 
@@ -124,21 +135,13 @@ def window_f0(f0: torch.Tensor, spec: FeatureSpec) -> tuple[torch.Tensor, torch.
         tuple: f_bar (B, frames), Hz, and beta (B, frames), bins; 0 where no voiced sample
         is in the window.
     """
-    d0, linear, _ = pair_tables(spec)
-    linear = linear.to(f0.device)
-    left, right, kind = _pairs(f0.unsqueeze(1), f0 > 0)
+    linear, _, left, right = _pairs(f0.unsqueeze(1), f0 > 0, spec, lambda a, _: a, lambda _, b: b)
+    weight = linear.sum(-1)
+    mass = weight.sum(-1).clamp(min=1e-12)
+    mean = (linear[..., 0] * left + linear[..., 1] * right).sum(-1) / mass
     root = ((right - left).abs() * (spec.n_fft / spec.sample_rate)).sqrt()
-    frames = f0.shape[-1]
-    mass, mean, glide = (torch.zeros_like(f0.unsqueeze(1)) for _ in range(3))
-    for index in range(len(linear)):
-        lin = linear[index][kind].unsqueeze(1)
-        weight = lin.sum(-1)
-        mass += _shift(weight, d0 + index, frames)
-        mean += _shift(lin[..., 0] * left + lin[..., 1] * right, d0 + index, frames)
-        glide += _shift(weight * root, d0 + index, frames)
-    mass = mass.clamp(min=1e-12)
-    beta = spec.n_fft / spec.hop_length * (glide / mass) ** 2
-    return (mean / mass)[:, 0], beta[:, 0]
+    beta = spec.n_fft / spec.hop_length * ((weight * root).sum(-1) / mass) ** 2
+    return mean[:, 0], beta[:, 0]
 
 
 @functools.lru_cache(maxsize=8)
@@ -163,10 +166,12 @@ def noise_smear(level: torch.Tensor, spec: FeatureSpec) -> torch.Tensor:
     """|N|_i = sqrt(sum K[e, e'] S_{i+e} S_{i+e'}) of noise magnitudes (B, C, frames) >= 0."""
     table = _noise_table(spec).tolist()
     frames = level.shape[-1]
-    shifted = [_shift(level, e, frames) for e in range(-NOISE_REACH, NOISE_REACH + 1)]
+    padded = torch.nn.functional.pad(level, (NOISE_REACH, NOISE_REACH))
+    around = [padded[..., e : e + frames] for e in range(2 * NOISE_REACH + 1)]
     total = torch.zeros_like(level)
-    for a in range(len(shifted)):
-        total += table[a][a] * shifted[a] * shifted[a]
-        for b in range(a + 1, len(shifted)):
-            total += 2 * table[a][b] * shifted[a] * shifted[b]
+    for a, one in enumerate(around):
+        weighted = table[a][a] * one
+        for b in range(a + 1, len(around)):
+            weighted = weighted + 2 * table[a][b] * around[b]
+        total += weighted * one
     return total.clamp(min=0).sqrt()

@@ -21,6 +21,11 @@
   noise, fades, glides beyond a linear chirp).
 - A mel at the log floor gives A = 0 and S = 0: exact silence.
 
+Without resynthesis rounds (the default) A and S are a function of the mel and F0 alone, not
+of the phase or the noise: a streamer can compute them once for the utterance and synthesise
+each chunk from them with one frame of context (`harmonic_sum`), where a window of frames
+costs `context_frames` more on each side.
+
 The gains g_k (per harmonic) and g (noise, voiced and unvoiced) are learnable, stored as logs
 and initialised to 1, i.e. to the training-free synthesis, so a student can start its first
 flow there (`companded_shift_scale`).
@@ -58,7 +63,7 @@ __all__ = [
     "white_noise",
 ]
 
-MAX_RATIO = 10.0  # largest correction per analysis-by-synthesis round
+MAX_RATIO = 10.0  # largest correction per refinement round
 
 
 class SourceConfig(BaseModel):
@@ -70,10 +75,10 @@ class SourceConfig(BaseModel):
     harmonics: int = Field(128, ge=1, description="K: harmonics fitted to the mel and summed.")
     # scripts/measure_source.py: 1, 2 and 10 score alike once the refinements follow.
     iterations: int = Field(2, ge=0, description="Multiplicative updates of the harmonic fit.")
-    # scripts/measure_source.py: 1 round scores ~0.05 PESQ-WB below 2; 3 and 4 score as 2.
+    # scripts/measure_source.py: 1 round scores 0.05-0.07 PESQ-WB below 2; 3 and 4 as 2.
     refinements: int = Field(2, ge=0, description="Correction rounds on the predicted mel.")
-    # scripts/measure_source.py: 1 round adds ~0.06 PESQ-WB and ~60 % to the cost: it
-    # synthesises and analyses the audio.
+    # scripts/measure_source.py: 1 round adds 0.02-0.06 PESQ-WB and ~60 % to the cost (it
+    # synthesises and analyses the audio), and makes A and S depend on the phase and noise.
     resynthesis: int = Field(0, ge=0, description="Correction rounds on the synthesis' mel.")
     # Measured with scripts/measure_source.py: 0.1 scores above 0.03 and 0.3.
     voiced_noise: float = Field(0.1, ge=0, description="Noise share in voiced frames.")
@@ -128,14 +133,17 @@ def _harmonics_needed(f0: torch.Tensor, spec: FeatureSpec, config: SourceConfig)
 def training_free_parts(
     log_mel: torch.Tensor,
     f0: torch.Tensor,
-    phase: torch.Tensor,
-    white: torch.Tensor,
+    phase: torch.Tensor | None,
+    white: torch.Tensor | None,
     spec: FeatureSpec,
     config: SourceConfig,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Harmonic amplitudes A (B, K, frames) and noise magnitudes S (B, bins, frames) whose
     synthesis has the mel `log_mel` (B, n_mels, frames): fit, then refinement (module
-    docstring). `phase` and `white` (`white_noise`) are the resynthesis rounds' own."""
+    docstring). `phase` (B,) and `white` (`white_noise`) are the resynthesis rounds' own,
+    unused (and may be None) without them."""
+    if config.resynthesis and (phase is None or white is None):
+        raise ValueError("resynthesis rounds need the phase and the white noise")
     mel = env.linear_mel(log_mel, spec)
     needed = _harmonics_needed(f0, spec, config)
     response = harmonic_response(f0, spec, needed)
