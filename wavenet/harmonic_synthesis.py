@@ -26,6 +26,7 @@ pairs cost nothing.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -56,22 +57,28 @@ def pair_ends(values: torch.Tensor, voiced: torch.Tensor) -> tuple[torch.Tensor,
     return left, right
 
 
-def pair_ramps(voiced: torch.Tensor, spec: FeatureSpec) -> torch.Tensor:
-    """Weights of each pair's left and right amplitudes per sample (B, frames + 1, 2, hop),
-    by the voicing of its ends (module docstring's table)."""
+@functools.lru_cache(maxsize=8)
+def _ramp_table(spec: FeatureSpec) -> torch.Tensor:
+    """The ramps of the four kinds of pair (4, 2, hop), kind = 2 v_left + v_right."""
     hop, centre = spec.hop_length, frame_centre(spec)
     offset = torch.arange(hop, dtype=torch.float64) + math.ceil(centre) - centre
-    w = (offset / hop).float().to(voiced.device)
-    kinds = torch.stack(
+    w = (offset / hop).float()
+    zero = torch.zeros_like(w)
+    return torch.stack(
         [
-            torch.stack([torch.zeros_like(w), torch.zeros_like(w)]),  # silent, silent
-            torch.stack([torch.zeros_like(w), (2 * w - 1).clamp(min=0)]),  # silent, voiced
-            torch.stack([(1 - 2 * w).clamp(min=0), torch.zeros_like(w)]),  # voiced, silent
+            torch.stack([zero, zero]),  # silent, silent
+            torch.stack([zero, (2 * w - 1).clamp(min=0)]),  # silent, voiced
+            torch.stack([(1 - 2 * w).clamp(min=0), zero]),  # voiced, silent
             torch.stack([1 - w, w]),  # voiced, voiced
         ]
     )
+
+
+def pair_ramps(voiced: torch.Tensor, spec: FeatureSpec) -> torch.Tensor:
+    """Weights of each pair's left and right amplitudes per sample (B, frames + 1, 2, hop),
+    by the voicing of its ends (module docstring's table)."""
     left, right = pair_ends(voiced.long(), torch.ones_like(voiced))
-    return kinds[2 * left + right]
+    return _ramp_table(spec).to(voiced.device)[2 * left + right]
 
 
 def _unit_powers(cos: torch.Tensor, sin: torch.Tensor, count: int) -> tuple[torch.Tensor, ...]:

@@ -114,18 +114,27 @@ def _band_centroids(spec: FeatureSpec) -> tuple[torch.Tensor, torch.Tensor]:
     return centroid, weight
 
 
+@functools.lru_cache(maxsize=8)
+def _bin_weights(spec: FeatureSpec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each bin's lower and upper band (bins,) and the upper one's weight, 0 outside
+    [f_min, f_max] (bins, 2): `bands_to_bins`'s interpolation."""
+    centroid = _band_centroids(spec)[0]
+    bins = torch.arange(spec.n_fft // 2 + 1, dtype=centroid.dtype)
+    upper = torch.searchsorted(centroid, bins).clamp(1, len(centroid) - 1)
+    lower = upper - 1
+    weight = ((bins - centroid[lower]) / (centroid[upper] - centroid[lower])).clamp(0, 1)
+    hz = bins * (spec.sample_rate / spec.n_fft)
+    inside = ((hz >= spec.f_min) & (hz <= spec.f_max)).to(weight.dtype)
+    return lower, upper, torch.stack([(1 - weight) * inside, weight * inside], -1).float()
+
+
 def bands_to_bins(values: torch.Tensor, spec: FeatureSpec) -> torch.Tensor:
     """Per-band values (B, n_mels, frames) interpolated linearly between the bands'
     centroids to every FFT bin (B, n_fft // 2 + 1, frames), the ends held; zero outside
     [f_min, f_max], of which the mel says nothing."""
-    centroid = _band_centroids(spec)[0].to(values.device)
-    bins = torch.arange(spec.n_fft // 2 + 1, device=values.device, dtype=centroid.dtype)
-    upper = torch.searchsorted(centroid, bins).clamp(1, len(centroid) - 1)
-    lower = upper - 1
-    weight = ((bins - centroid[lower]) / (centroid[upper] - centroid[lower])).clamp(0, 1)
-    out = values[:, lower] * (1 - weight[:, None]) + values[:, upper] * weight[:, None]
-    hz = bins * (spec.sample_rate / spec.n_fft)
-    return out * ((hz >= spec.f_min) & (hz <= spec.f_max)).to(out.dtype)[:, None]
+    lower, upper, weights = (t.to(values.device) for t in _bin_weights(spec))
+    weights = weights.to(values.dtype)
+    return values[:, lower] * weights[:, :1] + values[:, upper] * weights[:, 1:]
 
 
 def noise_level(mel: torch.Tensor, spec: FeatureSpec) -> torch.Tensor:
