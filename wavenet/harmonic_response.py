@@ -49,28 +49,39 @@ SHRINK = 3
 
 
 class BandedResponse(NamedTuple):
-    """R (B, frames, K, n_mels) stored as bands: R[..., first + j] = values[..., j], j < width;
-    bands past n_mels hold zeros."""
+    """R (B, frames, K, n_mels) as its entries (harmonic k of frame i, below f_max, with a
+    voiced sample in the window), each a band: R[b, i, k, first + j] = values[e, j]."""
 
-    index: torch.Tensor  # (B, frames, K * width): first + j, on a band axis n_mels + width long
-    values: torch.Tensor  # (B, frames, K, width)
-    n_mels: int
+    entries: torch.Tensor  # (N,): (b K + k) frames + i, the entry's place in (B, K, frames)
+    index: torch.Tensor  # (N, width): (b frames + i) (n_mels + width) + first + j
+    values: torch.Tensor  # (N, width); bands past n_mels hold zeros
+    shape: tuple[int, int, int, int]  # B, K, frames, n_mels
 
     def to_bands(self, amplitudes: torch.Tensor) -> torch.Tensor:
         """sum_k a_k R[m, k] per band: a (B, K, frames) -> (B, n_mels, frames)."""
-        batch, frames, _, width = self.values.shape
-        terms = self.values * amplitudes.transpose(1, 2).unsqueeze(-1)
-        out = self.values.new_zeros(batch, frames, self.n_mels + width)
-        out.scatter_add_(2, self.index, terms.view(batch, frames, -1))
-        return out[..., : self.n_mels].transpose(1, 2)
+        batch, _, frames, n_mels = self.shape
+        width = self.values.shape[-1]
+        terms = self.values * amplitudes.reshape(-1)[self.entries].unsqueeze(-1)
+        out = self.values.new_zeros(batch * frames * (n_mels + width))
+        out.index_add_(0, self.index.flatten(), terms.flatten())
+        return out.view(batch, frames, n_mels + width)[..., :n_mels].transpose(1, 2)
 
     def from_bands(self, values: torch.Tensor) -> torch.Tensor:
         """sum_m R[m, k] x_m / sum_m R[m, k] per harmonic: x (B, n_mels, frames) -> (B, K,
         frames); 0 where R[:, k] is."""
         padded = torch.nn.functional.pad(values.transpose(1, 2), (0, self.values.shape[-1]))
-        picked = padded.gather(2, self.index).view(self.values.shape)
-        weighted = (picked * self.values).sum(-1)
-        return (weighted / self.values.sum(-1).clamp(min=1e-20)).transpose(1, 2)
+        picked = padded.reshape(-1)[self.index]
+        weighted = (picked * self.values).sum(-1) / self.values.sum(-1).clamp(min=1e-20)
+        return self._place(weighted)
+
+    def valid(self) -> torch.Tensor:
+        """1 where R[:, k] has an entry, else 0 (B, K, frames)."""
+        return self._place(self.values.new_ones(len(self.entries)))
+
+    def _place(self, per_entry: torch.Tensor) -> torch.Tensor:
+        batch, harmonics, frames, _ = self.shape
+        out = per_entry.new_zeros(batch * harmonics * frames)
+        return out.index_put((self.entries,), per_entry).view(batch, harmonics, frames)
 
 
 @functools.lru_cache(maxsize=8)
@@ -149,13 +160,19 @@ def harmonic_response(f0: torch.Tensor, spec: FeatureSpec, harmonics: int) -> Ba
     """
     running, first_band, last_band = (t.to(f0.device) for t in _tables(spec))
     columns = running.shape[1]
+    batch, frames = f0.shape
     f_bar, sweep = window_f0(f0.float(), spec)
-    k = torch.arange(1, harmonics + 1, dtype=torch.float32, device=f0.device)
-    centre = f_bar.unsqueeze(-1) * k  # (B, frames, K) Hz
-    sweeps = sweep.unsqueeze(-1) * k  # bins
+    k = torch.arange(1, harmonics + 1, dtype=torch.float32, device=f0.device).view(1, -1, 1)
+    limit = min(spec.f_max, spec.sample_rate / 2)
+    item, harmonic, frame = ((f_bar.unsqueeze(1) > 0) & (k * f_bar.unsqueeze(1) < limit)).nonzero(
+        as_tuple=True
+    )
+    order = harmonic.float() + 1
+    centre = order * f_bar[item, frame]  # (N,) Hz
+    sweeps = order * sweep[item, frame]  # bins
     per_bin = env.OVERSAMPLE
     position = centre * (spec.n_fft * per_bin / spec.sample_rate)
-    spacing = f_bar.unsqueeze(-1) * (spec.n_fft / spec.sample_rate)  # bins
+    spacing = f_bar[item, frame] * (spec.n_fft / spec.sample_rate)  # bins
     half = torch.minimum(sweeps, MAX_SPREAD * spacing) * (per_bin / 2)
     low, high, first, span = _box(position, half, first_band, last_band)
     for _ in range(SHRINK):  # halve the few boxes whose bands exceed WIDTH
@@ -173,10 +190,11 @@ def harmonic_response(f0: torch.Tensor, spec: FeatureSpec, harmonics: int) -> Ba
     upper, lower = runs[(high + 1) * columns + first], runs[low * columns + first]
     bands = torch.arange(WIDTH, device=f0.device)
     inside = bands <= span.unsqueeze(-1)
-    valid = (f_bar.unsqueeze(-1) > 0) & (centre < min(spec.f_max, spec.sample_rate / 2))
-    scale = chirp_gain(sweeps, spacing, spec) * valid / (high + 1 - low)
+    scale = chirp_gain(sweeps, spacing, spec) / (high + 1 - low)
     values = torch.where(inside, upper.sub_(lower).clamp_(min=0), 0.0).mul_(scale.unsqueeze(-1))
-    return BandedResponse((first.unsqueeze(-1) + bands).flatten(2), values, columns - WIDTH)
+    index = ((item * frames + frame) * columns + first).unsqueeze(-1) + bands
+    entries = (item * harmonics + harmonic) * frames + frame
+    return BandedResponse(entries, index, values, (batch, harmonics, frames, columns - WIDTH))
 
 
 def harmonic_amplitudes(
@@ -194,7 +212,7 @@ def harmonic_amplitudes(
         Tensor: A (B, K, frames) >= 0, waveform amplitudes; 0 where the response is.
     """
     tiny = 1e-12 * mel.amax(1, keepdim=True).clamp(min=1e-20)
-    share = (response.values.sum(-1) > 0).to(mel.dtype).transpose(1, 2)
+    share = response.valid().to(mel.dtype)
     for _ in range(iterations):
         share = share * response.from_bands(mel / (response.to_bands(share) + tiny))
     return share.pow(1 / power)
