@@ -38,6 +38,7 @@ __all__ = ["BLOCK", "harmonic_sum", "pair_ends", "pair_ramps"]
 
 BLOCK = 16  # harmonics per seed e^{i 16 m phi}; pairs are grouped in steps of BLOCK harmonics
 CHUNK = 1 << 22  # samples x BLOCK computed at once (16 MB in float32)
+MERGE = 1 << 16  # harmonic-samples below which a group of pairs joins the next larger one
 
 
 def pair_ends(values: torch.Tensor, voiced: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,6 +125,31 @@ def _needed(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
     return (highest + BLOCK - 1) // BLOCK * BLOCK
 
 
+def _groups(needed: torch.Tensor, hop: int) -> list[tuple[int, torch.Tensor]]:
+    """(harmonics, rows) of each group of pairs summed together: the pairs needing the same
+    count, a group merged into the next larger one where the harmonics it would add cost
+    less than a group of its own (MERGE harmonic-samples)."""
+    counts, sizes = needed.unique(return_counts=True)
+    merged = {}
+    counts, sizes = counts.tolist(), sizes.tolist()
+    for index, count in enumerate(counts):
+        larger = counts[index + 1] if index + 1 < len(counts) else None
+        if count and larger is not None and sizes[index] * (larger - count) * hop < MERGE:
+            sizes[index + 1] += sizes[index]
+            merged[count] = larger
+    groups: dict[int, list[int]] = {}
+    for count in counts:
+        if count:
+            top = count
+            while top in merged:
+                top = merged[top]
+            groups.setdefault(top, []).append(count)
+    return [
+        (top, torch.isin(needed, torch.tensor(members, device=needed.device)).nonzero()[:, 0])
+        for top, members in groups.items()
+    ]
+
+
 def harmonic_sum(
     amplitudes: torch.Tensor, f0: torch.Tensor, phase: torch.Tensor, spec: FeatureSpec
 ) -> torch.Tensor:
@@ -154,10 +180,7 @@ def harmonic_sum(
     ramps = pair_ramps(voiced, spec).flatten(0, 1)  # (B * pairs, 2, hop)
     needed = _needed(left, right) * (ramps.flatten(1).amax(1) > 0)
     out = torch.zeros(phi.shape, device=amplitudes.device, dtype=left.dtype)
-    for count in needed.unique().tolist():
-        if count == 0:
-            continue
-        rows = (needed == count).nonzero()[:, 0]
+    for count, rows in _groups(needed, hop):
         for part in rows.split(max(1, CHUNK // (BLOCK * hop))):
             pairs = _pair_sums(phi[part], ends[part, :, :count])  # (rows, 2, hop)
             out.index_put_((part,), (pairs * ramps[part]).sum(1))
