@@ -6,7 +6,11 @@ A harmonic of amplitude A at a steady frequency f has the mel A^p R_0[:, f] (the
 FFT bins within the window (`analysis_window.window_f0`): its magnitude spreads over the sweep
 and, for p = 1, grows (spread over more bins, the same energy has a larger magnitude sum):
 
-    R[:, k] = G_p(k beta) * mean of R_0 over [k f_bar - k beta / 2, k f_bar + k beta / 2]
+    R[:, k] = G_p(k beta) * mean of R_0 over [k f_bar - b / 2, k f_bar + b / 2]
+
+with b = min(k beta, 2 f_bar) (past two spacings, neighbours of about the same amplitude
+overlap and the sum's spectrum is smooth anyway), halved where the box would span more than
+WIDTH bands.
 
 G_p(beta) = sum_j |X_j|^p / sum_j |X_0,j|^p of a linear chirp of sweep beta under the window
 (tabulated). Once the sweep passes the harmonic spacing s = f_bar in bins, neighbouring
@@ -41,9 +45,7 @@ __all__ = ["BandedResponse", "chirp_gain", "harmonic_amplitudes", "harmonic_resp
 FLOOR = 1e-3  # bands below this share of a row's peak response are left out of its band
 SWEEP_STEP = 0.05  # the chirp table's step in sqrt(sweep in bins)
 MAX_SWEEP = 256.0  # sweeps beyond (bins) are capped by the spacing anyway
-# A sweep over more than this many harmonic spacings is averaged over this many only: past
-# it, neighbours of about the same amplitude overlap and the sum's spectrum is smooth anyway.
-MAX_SPREAD = 2.0
+MAX_SPREAD = 2.0  # harmonic spacings a response's box spans at most (module docstring)
 WIDTH = 12  # bands stored per response: a wider sweep's box is halved (SHRINK times) to fit
 SHRINK = 3
 
