@@ -233,3 +233,18 @@ def test_nll_bits_is_eight_for_a_uniform_prediction():
     assert float(metrics.nll_bits(torch.zeros(2, 256, 50), classes)) == pytest.approx(8.0)
     certain = torch.nn.functional.one_hot(classes, 256).permute(0, 2, 1).float() * 100
     assert float(metrics.nll_bits(certain, classes)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_clips_are_scored_in_speaker_turns():
+    from types import SimpleNamespace
+
+    from training.eval_clips import speaker_turns
+
+    items = [SimpleNamespace(speaker=s, n=n) for s, n in [("b", 1), ("b", 2), ("a", 1), ("c", 1)]]
+    assert [(u.speaker, u.n) for u in speaker_turns(items)] == [
+        ("a", 1),
+        ("b", 1),
+        ("c", 1),
+        ("b", 2),
+    ]
+    assert speaker_turns([]) == []

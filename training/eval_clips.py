@@ -23,7 +23,7 @@ from wavenet.excitation import initial_phase
 from wavenet.features import FeatureSpec
 from wavenet.pitch import PitchSpec, check_pitch_spec, track_f0
 
-__all__ = ["Clip", "clip_phase", "load_clips", "load_splits"]
+__all__ = ["Clip", "clip_phase", "load_clips", "load_splits", "speaker_turns"]
 
 
 def clip_phase(clip_id: str) -> float:
@@ -84,7 +84,7 @@ def load_splits(
     splits = {}
     for split, utterances in pools.items():
         splits[split] = []
-        for utterance in utterances:
+        for utterance in speaker_turns(utterances):
             audio, mel = crop(utterance, 0, utterance.frames, spec)
             name = utterance.speaker
             speaker = speakers.index(name) if name in speakers else None
@@ -92,6 +92,18 @@ def load_splits(
             clip = Clip(utterance.entry.id, audio, torch.from_numpy(mel), speaker, name, f0)
             splits[split].append(clip)
     return splits
+
+
+def speaker_turns(utterances: list) -> list:
+    """The utterances in speaker turns: each speaker's first (in the given order), then each
+    one's second, and so on, speakers in name order; so the first N clips scored cover N
+    speakers, not the alphabetically first speaker's N utterances."""
+    by_speaker: dict[str, list] = {}
+    for utterance in utterances:
+        by_speaker.setdefault(utterance.speaker, []).append(utterance)
+    queues = [by_speaker[name] for name in sorted(by_speaker)]
+    longest = max((len(queue) for queue in queues), default=0)
+    return [queue[turn] for turn in range(longest) for queue in queues if turn < len(queue)]
 
 
 def load_clips(
