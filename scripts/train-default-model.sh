@@ -13,9 +13,10 @@
 #                              speech is used whole); SOURCES: corpus sources (default: all);
 #                              VOICES: flite/festival voices (default: all at 16 kHz or more;
 #                              naming voices without SOURCES makes a corpus of those voices)
-#   PREPARE_CONFIG, TEACHER_CONFIG, CLASSIFIER_CONFIG, STUDENT_CONFIG: YAML files (shipped
-#       ones by default; the prepare config names the speaker kept out of training)
-#   TEACHER_STEPS, CLASSIFIER_STEPS, STUDENT_STEPS: stop after this many steps (default: the
+#   PREPARE_CONFIG, PITCH_CONFIG, TEACHER_CONFIG, CLASSIFIER_CONFIG, STUDENT_CONFIG: YAML
+#       files (shipped ones by default: the pitch-aware teacher and lean student; the prepare
+#       config names the speaker kept out of training)
+#   PITCH_STEPS, TEACHER_STEPS, CLASSIFIER_STEPS, STUDENT_STEPS: stop after this many steps (default: the
 #       config's); a later run with a higher number continues the same run. A stage's state
 #       is copied to $OUT/runs when it stops at its limit, so size the limits to the time
 #       a machine has, then commit $OUT/runs
@@ -31,9 +32,10 @@ MINUTES=${MINUTES:-10}
 SOURCES=${SOURCES:-}
 VOICES=${VOICES:-}
 PREPARE_CONFIG=${PREPARE_CONFIG:-training/configs/prepare.yaml}
-TEACHER_CONFIG=${TEACHER_CONFIG:-training/configs/teacher.yaml}
+PITCH_CONFIG=${PITCH_CONFIG:-training/configs/pitch.yaml}
+TEACHER_CONFIG=${TEACHER_CONFIG:-training/configs/teacher_pitch.yaml}
 CLASSIFIER_CONFIG=${CLASSIFIER_CONFIG:-training/configs/classifier.yaml}
-STUDENT_CONFIG=${STUDENT_CONFIG:-training/configs/student_cpu.yaml}
+STUDENT_CONFIG=${STUDENT_CONFIG:-training/configs/student_cpu_pitch.yaml}
 DEVICE=${DEVICE:-auto}
 EVAL_SECONDS=${EVAL_SECONDS:-120}
 
@@ -72,6 +74,8 @@ if [[ ! -f $WORK/prepared/manifest.jsonl || ! -f $WORK/prepared/pitch_spec.json 
     "$WAVENET" prepare "$WORK/corpus" "$WORK/prepared" --config "$PREPARE_CONFIG"
 fi
 
+train train-pitch pitch "${PITCH_STEPS:-}" \
+    --data "$WORK/prepared" --config "$PITCH_CONFIG"
 train train-teacher teacher "${TEACHER_STEPS:-}" \
     --data "$WORK/prepared" --config "$TEACHER_CONFIG"
 train train-classifier classifier "${CLASSIFIER_STEPS:-}" \
@@ -82,16 +86,23 @@ train distill student "${STUDENT_STEPS:-}" \
 
 "$WAVENET" evaluate --model "$WORK/runs/teacher/model" --data "$WORK/prepared" \
     --out "$WORK/runs/teacher/eval.json" --max-seconds "$EVAL_SECONDS" --device "$DEVICE"
+"$WAVENET" evaluate --model "$WORK/runs/pitch/model" --data "$WORK/prepared" \
+    --out "$WORK/runs/pitch/eval.json" --device "$DEVICE"
+# A pitch-aware student is also scored with F0 from the pitch predictor (the mel-only route).
+pitch_route=()
+if grep -q '"excitation": {' "$WORK/runs/student/model/config.json"; then
+    pitch_route=(--pitch "$WORK/runs/pitch/model")
+fi
 "$WAVENET" evaluate --model "$WORK/runs/student/model" --teacher "$WORK/runs/teacher/model" \
-    --data "$WORK/prepared" --out "$WORK/runs/student/eval.json" \
+    "${pitch_route[@]}" --data "$WORK/prepared" --out "$WORK/runs/student/eval.json" \
     --max-seconds "$EVAL_SECONDS" --device "$DEVICE"
 
-for part in teacher classifier student; do
+for part in pitch teacher classifier student; do
     mkdir -p "$OUT/$part"
     cp "$WORK/runs/$part/model/"* "$OUT/$part/"
 done
 # The reports travel with the runs they score (REPORT.md quotes them).
-for part in teacher student; do
+for part in pitch teacher student; do
     cp "$WORK/runs/$part/eval.json" "$OUT/runs/$part/"
 done
 echo "checkpoints copied to $OUT; reports in $WORK/runs/*/eval.json" >&2

@@ -27,9 +27,11 @@ def run_script(work: Path, out: Path, student_steps: int) -> subprocess.Complete
         "OUT": str(out),
         "MINUTES": "0.1",
         "VOICES": "kal16 slt",
+        "PITCH_CONFIG": str(CONFIGS / "pitch_tiny.yaml"),
         "TEACHER_CONFIG": str(CONFIGS / "tiny.yaml"),
         "CLASSIFIER_CONFIG": str(CONFIGS / "classifier_tiny.yaml"),
         "STUDENT_CONFIG": str(CONFIGS / "student_tiny.yaml"),
+        "PITCH_STEPS": "2",
         "TEACHER_STEPS": "2",
         "CLASSIFIER_STEPS": "2",
         "STUDENT_STEPS": str(student_steps),
@@ -53,6 +55,9 @@ def test_script_trains_ships_and_resumes(tmp_path):
     spec_json = json.loads((work / "prepared" / "feature_spec.json").read_text())
     models = {part: load_model(out / part) for part in ("teacher", "classifier", "student")}
     assert [m.kind for m in models.values()] == ["teacher", "classifier", "student"]
+    assert load_model(out / "pitch").kind == "pitch"
+    pitch_report = json.loads((out / "runs" / "pitch" / "eval.json").read_text())
+    assert pitch_report["kind"] == "pitch"
     assert all(m.spec.model_dump(mode="json") == spec_json for m in models.values())
     entry = json.loads((work / "prepared" / "manifest.jsonl").read_text().splitlines()[0])
     mel = torch.from_numpy(np.load(work / "prepared" / entry["mel"])).unsqueeze(0)
