@@ -9,6 +9,7 @@ from conftest import tiny_spec, tiny_student, tiny_teacher
 from wavenet import Student, StudentConfig, TeacherConfig, load_model, mulaw, save_model
 from wavenet.excitation import ExcitationSpec, excitation
 from wavenet.pitch import PitchSpec
+from wavenet.source import SourceConfig
 from wavenet.source_flow import SOURCE_SCALE, source_outputs
 from wavenet.student import sample_logistic
 
@@ -203,17 +204,54 @@ def test_an_untrained_source_student_at_temperature_one_keeps_the_source_level()
     assert mulaw.expand(x).abs().amax() < 1.1 * source.abs().amax() + 0.01
 
 
-def test_source_student_padded_batch_equals_each_item_alone():
-    student = pitch_student(source="harmonic")
+@pytest.mark.parametrize("resynthesis", [0, 1])
+def test_source_student_padded_batch_equals_each_item_alone(resynthesis):
+    """Items of three lengths, so that the batch's windows end differently per item."""
+    settings = SourceConfig(resynthesis=resynthesis)
+    student = pitch_student(source="harmonic", source_settings=settings)
     spec = student.spec
     _, mel, f0, phase = voiced_inputs(spec, frames=10)
+    mel, f0, phase = (torch.cat([part, part[:1]]) for part in (mel, f0, phase))
+    lengths = [10, 6, 8]
     padded_mel, padded_f0 = mel.clone(), f0.clone()
-    padded_mel[1, :, 6:] = math.log(spec.log_floor)
-    padded_f0[1, 6:] = 0.0
+    for item, length in enumerate(lengths):
+        padded_mel[item, :, length:] = math.log(spec.log_floor)
+        padded_f0[item, length:] = 0.0
     options = dict(temperature=0.0, f0=padded_f0, phase=phase, frames_per_chunk=4)
-    batch = student.generate(padded_mel, mel_lengths=torch.tensor([10, 6]), **options)
-    alone = student.generate(mel[1:, :, :6], temperature=0.0, f0=f0[1:, :6], phase=phase[1:])
-    torch.testing.assert_close(batch[1:, : 6 * spec.hop_length], alone)
+    batch = student.generate(padded_mel, mel_lengths=torch.tensor(lengths), **options)
+    for item, length in enumerate(lengths):
+        rows = slice(item, item + 1)
+        alone = student.generate(
+            mel[rows, :, :length], temperature=0.0, f0=f0[rows, :length], phase=phase[rows]
+        )
+        torch.testing.assert_close(batch[rows, : length * spec.hop_length], alone)
+
+
+def test_source_student_streams_what_one_whole_pass_gives_with_resynthesis():
+    """Resynthesis rounds make the parameters depend on the phase and noise: per window."""
+    student = pitch_student(source="harmonic", source_settings=SourceConfig(resynthesis=1))
+    spec = student.spec
+    _, mel, f0, phase = voiced_inputs(spec, frames=20)
+    generator = torch.Generator().manual_seed(3)
+    chunks = list(student.stream(mel, frames_per_chunk=3, f0=f0, phase=phase, generator=generator))
+    x, _, _ = student(noise(2, 20 * spec.hop_length, seed=3), mel, None, f0, phase)
+    torch.testing.assert_close(torch.cat(chunks, -1), mulaw.expand(x).clamp(-1, 1))
+
+
+def test_source_student_training_pass_reaches_the_source_gains():
+    """forward: the gains get the gradients of the whole-utterance source they shape."""
+    student = tiny_student(excitation=EXCITATION, source="harmonic")  # flows: the identity
+    spec = student.spec
+    _, mel, f0, phase = voiced_inputs(spec, frames=12)
+    weights = torch.randn(2, 12 * spec.hop_length, generator=torch.Generator().manual_seed(1))
+    gains = [student.source.log_harmonic_gain, student.source.log_noise_gain]
+    _, mu_tot, _ = student(torch.zeros_like(weights), mel, None, f0, phase)
+    got = torch.autograd.grad((mu_tot * weights).sum(), gains)
+    reference = mulaw.compress(source_outputs(student.source, mel, f0, phase).waveform)
+    want = torch.autograd.grad((reference * weights).sum(), gains)
+    for mine, theirs in zip(got, want, strict=True):
+        torch.testing.assert_close(mine, theirs)
+        assert mine.abs().amax() > 0, "no gradient reached the gains: test is vacuous"
 
 
 def test_pitch_student_checkpoint_round_trip(tmp_path):
@@ -226,23 +264,39 @@ def test_pitch_student_checkpoint_round_trip(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(mine, theirs, strict=True))
 
 
-def test_streaming_computes_the_source_one_window_at_a_time(monkeypatch):
-    """The source's work per chunk is bounded by the chunk and its context, not the utterance."""
+@pytest.mark.parametrize("resynthesis", [0, 1])
+def test_streaming_source_work_per_chunk_is_bounded_by_the_chunk(monkeypatch, resynthesis):
+    """Without resynthesis the parameters come once for the utterance and each chunk only
+    synthesises its window (1 frame of context for the harmonics, the WOLA reach for the
+    noise); with it, each chunk fits its own window, `source_context` wider on each side."""
     import wavenet.source_flow as source_flow
 
-    student = pitch_student(source="harmonic")
+    settings = SourceConfig(resynthesis=resynthesis)
+    student = pitch_student(source="harmonic", source_settings=settings)
     spec = student.spec
     _, mel, f0, phase = voiced_inputs(spec, frames=60, batch=1)
-    windows = []
-    original = source_flow.training_free_parts
+    calls = {"training_free_parts": [], "harmonic_sum": [], "filtered_noise": []}
+    for name, frames_of in [
+        ("training_free_parts", lambda log_mel, *_: log_mel.shape[-1]),
+        ("harmonic_sum", lambda amplitudes, *_: amplitudes.shape[-1]),
+        ("filtered_noise", lambda magnitude, *_: magnitude.shape[-1]),
+    ]:
+        original = getattr(source_flow, name)
 
-    def spy(log_mel, *args):
-        windows.append(log_mel.shape[-1])
-        return original(log_mel, *args)
+        def spy(*args, name=name, frames_of=frames_of, original=original):
+            calls[name].append(frames_of(*args))
+            return original(*args)
 
-    monkeypatch.setattr(source_flow, "training_free_parts", spy)
+        monkeypatch.setattr(source_flow, name, spy)
     chunks = list(student.stream(mel, frames_per_chunk=4, f0=f0, phase=phase))
-    context = source_flow.source_context(spec, student.source.config)
-    flow_context = math.ceil((student.receptive_field - 1) / spec.hop_length)
-    assert len(windows) == len(chunks) == 15
-    assert max(windows) == 4 + flow_context + 2 * context < 60
+    window = 4 + math.ceil((student.receptive_field - 1) / spec.hop_length)
+    reach = source_flow.noise_reach(spec)
+    assert len(chunks) == len(calls["harmonic_sum"]) == len(calls["filtered_noise"]) == 15
+    assert max(calls["harmonic_sum"]) == window + 2
+    assert max(calls["filtered_noise"]) == window + 2 * reach
+    if resynthesis:
+        context = source_flow.source_context(spec, settings)
+        assert len(calls["training_free_parts"]) == 15
+        assert max(calls["training_free_parts"]) == window + 2 * context < 60
+    else:
+        assert calls["training_free_parts"] == [60]

@@ -13,15 +13,21 @@ whose tails run to full scale wherever the noise is loud (fricatives), far from 
 Gaussian-like noise the source measures; the flows after the source can still learn to
 add z-driven noise where the losses ask for it.
 
-The source is not frame-local: each analysis-by-synthesis round reads the synthesis back
-through the mel's STFT window, so a frame's result depends on frames up to `source_context`
-away. Frames [start, stop) are therefore computed on a window R = source_context frames wider
-on each side and cut out, which equals the whole utterance's source on those samples (to
-float rounding), at a cost proportional to the chunk:
+The source comes in two steps (`SourceSteps`): frame-rate parameters (harmonic amplitudes
+and noise magnitudes, gains applied), then their synthesis at sample rate. Without
+resynthesis rounds (the default) the parameters are a function of the mel and F0 alone: they
+are computed once for the utterance (a few hundred values per frame), and each window of
+frames [start, stop) only synthesises its own samples, from the frames the synthesis reads:
 
-    frames      | start-R  ...  | start  .......  stop | ...  stop+R |
-    computed    [======================================================)
+    frames      | start-r | ... | start  .......  stop | ... | stop+r |
+    harmonics             [=====|=====================|=====)             1 frame each side
+    noise       [===============|=====================|==============)    r = noise_reach
     kept                        [=====================)
+
+With resynthesis rounds the parameters also depend on the phase and the white noise, through
+the mel's STFT window: they are computed per window instead, on frames
+`wavenet.source.context_frames` wider on each side of the synthesis window. Either way a
+window equals the whole utterance's source on its samples (to float rounding).
 
 The white noise is a fixed table indexed by sample position (period about 65 s), so the
 source is a deterministic function of (mel, F0, phi_0), the same in a window as in the whole.
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import torch
 
@@ -57,8 +64,12 @@ from wavenet.source import (
 __all__ = [
     "SOURCE_SCALE",
     "WHITE_PERIOD",
+    "SourceParameters",
+    "SourceSteps",
+    "noise_reach",
     "source_context",
     "source_outputs",
+    "source_parameters",
     "source_shift_scale",
 ]
 
@@ -76,7 +87,7 @@ def _white_table() -> torch.Tensor:
 
 
 def source_white(batch: int, start: int, stop: int, spec: FeatureSpec, device) -> torch.Tensor:
-    """The refinement noise of frames [start, stop), as `wavenet.source.white_noise` shapes it
+    """The white noise of frames [start, stop), as `wavenet.source.white_noise` shapes it
     ((B, frames * hop + n_fft - hop), sample u of the padded frames at table position
     (start * hop + u) mod WHITE_PERIOD), the same row for every item."""
     length = (stop - start) * spec.hop_length + spec.n_fft - spec.hop_length
@@ -85,14 +96,54 @@ def source_white(batch: int, start: int, stop: int, spec: FeatureSpec, device) -
     return _white_table()[index].to(device).expand(batch, -1)
 
 
-def source_context(spec: FeatureSpec, config: SourceConfig) -> int:
-    """R: frames each side of a frame that its source step depends on: the training-free
-    parts' reach (`wavenet.source.context_frames`), plus the final noise's WOLA reach
-    r = ceil(max(L, n_fft - L - hop) / hop), L = (n_fft - hop) // 2: output block i sums
-    the windowed noise frames i - r .. i + r."""
+def noise_reach(spec: FeatureSpec) -> int:
+    """r: frames each side of a hop block whose noise `filtered_noise` sums into it:
+    r = ceil(max(L, n_fft - L - hop) / hop), L = (n_fft - hop) // 2 (2 for the default)."""
     left = (spec.n_fft - spec.hop_length) // 2
-    reach = math.ceil(max(left, spec.n_fft - left - spec.hop_length) / spec.hop_length)
-    return context_frames(spec, config) + reach
+    return math.ceil(max(left, spec.n_fft - left - spec.hop_length) / spec.hop_length)
+
+
+def source_context(spec: FeatureSpec, config: SourceConfig) -> int:
+    """R: frames each side of a window whose parameters its source reads: the noise's
+    reach r, plus `wavenet.source.context_frames` where the parameters are computed per
+    window (resynthesis rounds); without them, the parameters come once per utterance."""
+    return noise_reach(spec) + (context_frames(spec, config) if config.resynthesis else 0)
+
+
+class SourceParameters(NamedTuple):
+    """The source's frame-rate parameters, gains applied."""
+
+    amplitudes: torch.Tensor  # g_k A_k (B, K, frames)
+    magnitude: torch.Tensor  # g S (B, n_fft // 2 + 1, frames)
+
+    def frames(self, rows, start: int, stop: int) -> SourceParameters:
+        """Rows `rows` (a slice or indices), frames [start, stop)."""
+        return SourceParameters(*(part[rows, :, start:stop] for part in self))
+
+
+def source_parameters(
+    source: HarmonicNoiseSource,
+    mel: torch.Tensor,
+    f0: torch.Tensor,
+    phase: torch.Tensor | None = None,
+    start_frame: int = 0,
+) -> SourceParameters:
+    """g_k A_k and g S of every frame of `mel` (B, n_mels, frames), F0 `f0` (B, frames),
+    with the gains' gradients (`training_free_parts` has nothing to learn). Resynthesis rounds
+    also read `phase` (phi before the first sample, (B,)) and the white noise from table frame
+    `start_frame`; without them neither matters."""
+    spec, config = source.spec, source.config
+    white = None
+    if config.resynthesis:
+        white = source_white(f0.shape[0], start_frame, start_frame + f0.shape[-1], spec, mel.device)
+    f0 = f0.float()
+    with torch.no_grad(), torch.autocast(mel.device.type, enabled=False):
+        amplitudes, magnitude = training_free_parts(
+            mel.float().clamp(max=MEL_CEILING), f0, phase, white, spec, config
+        )
+    gains = source.log_harmonic_gain.exp().view(1, -1, 1)
+    noise_gain = source.log_noise_gain.exp()[(f0 > 0).long()].unsqueeze(1)
+    return SourceParameters(amplitudes * gains, magnitude * noise_gain)
 
 
 def _window_phase(
@@ -102,7 +153,8 @@ def _window_phase(
 
         phi_0 = phase - 2 pi sum_{u < samples} f0_u / sr   (the window's own F0 track)
 
-    so that from there on the window's phase equals the whole utterance's."""
+    so that from there on the window's phase equals the whole utterance's. `f0` is the
+    window's F0 from its first frame to at least the frame after sample `samples`."""
     f0_t, _ = frame_to_samples(f0, spec.hop_length, frame_centre(spec))
     zero = torch.zeros(phase.shape, dtype=torch.float64, device=phase.device)
     _, advance = sample_phase(f0_t[:, :samples], spec.sample_rate, zero)
@@ -110,48 +162,139 @@ def _window_phase(
 
 
 def source_outputs(
-    source: HarmonicNoiseSource,
-    mel: torch.Tensor,
-    f0: torch.Tensor,
-    phase: torch.Tensor,
-    start_frame: int = 0,
+    source: HarmonicNoiseSource, mel: torch.Tensor, f0: torch.Tensor, phase: torch.Tensor
 ) -> SourceOutput:
-    """The source of frames whose white noise starts at table frame `start_frame`: harmonic,
-    noise and noise_std, each (B, frames * hop), with the gains' gradients. The tail of
-    `HarmonicNoiseSource.forward`, with the position-indexed noise in place of a drawn one."""
+    """The whole utterance's source: harmonic, noise and noise_std, each (B, frames * hop),
+    with the gains' gradients: `HarmonicNoiseSource.forward` with the position-indexed noise
+    in place of a drawn one."""
     spec = source.spec
-    batch, frames = f0.shape
-    white = source_white(batch, start_frame, start_frame + frames, spec, mel.device)
+    parameters = source_parameters(source, mel, f0, phase)
     f0 = f0.float()
-    with torch.no_grad(), torch.autocast(mel.device.type, enabled=False):
-        amplitudes, magnitude = training_free_parts(
-            mel.float().clamp(max=MEL_CEILING), f0, phase, white, spec, source.config
-        )
-    gains = source.log_harmonic_gain.exp().view(1, -1, 1)
-    harmonic = harmonic_sum(amplitudes * gains, f0, phase, spec)
-    magnitude = magnitude * source.log_noise_gain.exp()[(f0 > 0).long()].unsqueeze(1)
+    harmonic = harmonic_sum(parameters.amplitudes, f0, phase, spec)
+    batch, frames = f0.shape
+    noise = filtered_noise(
+        parameters.magnitude, source_white(batch, 0, frames, spec, mel.device), spec
+    )
     every = torch.ones_like(f0, dtype=torch.bool)
-    std, _ = interpolate_voiced(noise_std(magnitude, spec), every, spec.hop_length)
-    return SourceOutput(harmonic, filtered_noise(magnitude, white, spec), std)
+    std, _ = interpolate_voiced(noise_std(parameters.magnitude, spec), every, spec.hop_length)
+    return SourceOutput(harmonic, noise, std)
 
 
-def _window(
-    source: HarmonicNoiseSource,
-    mel: torch.Tensor,
-    f0: torch.Tensor,
-    phase: torch.Tensor,
-    start: int,
-    stop: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mu_src, log s_src) of frames [start, stop) of a batch, `phase` before frame `start`."""
-    spec = source.spec
-    hop, context = spec.hop_length, source_context(spec, source.config)
-    first, last = max(start - context, 0), min(stop + context, f0.shape[-1])
-    window_phase = _window_phase(f0[:, first:last], spec, phase, (start - first) * hop)
-    outputs = source_outputs(source, mel[..., first:last], f0[:, first:last], window_phase, first)
-    keep = slice((start - first) * hop, (stop - first) * hop)
-    mu = mulaw.compress(outputs.waveform[:, keep])
-    return mu, torch.full_like(mu, math.log(SOURCE_SCALE))
+class SourceSteps:
+    """The source step of one batch of utterances, window by window (module docstring).
+
+    Args:
+        source (HarmonicNoiseSource): The student's source (its gains).
+        mel (Tensor): Log-mel (B, n_mels, frames), the whole utterance.
+        f0 (Tensor): F0 (B, frames), Hz, 0 = unvoiced.
+        mel_lengths (Tensor | None): Real frames per item of a zero-padded batch (B,): each
+            item's source is then computed on its own frames, as if it were alone (past its
+            end: mu 0 and SOURCE_SCALE).
+    """
+
+    def __init__(
+        self,
+        source: HarmonicNoiseSource,
+        mel: torch.Tensor,
+        f0: torch.Tensor,
+        mel_lengths: torch.Tensor | None = None,
+    ):
+        self.source, self.mel, self.f0 = source, mel, f0.float()
+        frames = f0.shape[-1]
+        self.lengths = [frames] * f0.shape[0] if mel_lengths is None else mel_lengths.tolist()
+        self.padded = mel_lengths is not None
+        self.parameters = None  # every frame's, where they depend on the mel and F0 alone
+        if source.config.resynthesis:
+            return
+        if not self.padded:
+            self.parameters = source_parameters(source, mel, f0)
+            return
+        items = [
+            source_parameters(
+                source, mel[item : item + 1, :, :length], f0[item : item + 1, :length]
+            )
+            for item, length in enumerate(self.lengths)
+        ]
+        self.parameters = SourceParameters(
+            *(
+                torch.cat([torch.nn.functional.pad(p, (0, frames - p.shape[-1])) for p in part])
+                for part in zip(*items, strict=True)
+            )
+        )
+
+    def shift_scale(
+        self, phase: torch.Tensor | None, start: int = 0, stop: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first affine step's (mu_src, log s_src) for frames [start, stop).
+
+        Args:
+            phase (Tensor | None): The excitation's phase before frame `start` (B,); None = 0.
+            start (int): First frame wanted.
+            stop (int | None): End frame (exclusive); None = all frames.
+
+        Returns:
+            tuple: mu_src and log s_src, each (B, (stop - start) * hop), float32.
+        """
+        stop = self.f0.shape[-1] if stop is None else stop
+        if phase is None:
+            phase = torch.zeros(self.f0.shape[0], dtype=torch.float64, device=self.f0.device)
+        hop = self.source.spec.hop_length
+        context = source_context(self.source.spec, self.source.config)
+        # Items whose windows end alike (all, without padding) are computed together.
+        groups: dict[tuple[int, int], list[int]] = {}
+        for item, length in enumerate(self.lengths):
+            end = min(stop, length)
+            if end > start:
+                groups.setdefault((end, min(stop + context, length)), []).append(item)
+        if not self.padded:
+            (end, horizon), _ = groups.popitem()
+            mu = self._window(slice(None), phase, start, end, horizon)
+            return mu, torch.full_like(mu, math.log(SOURCE_SCALE))
+        mu = torch.zeros(self.f0.shape[0], (stop - start) * hop, device=self.f0.device)
+        for (end, horizon), items in groups.items():
+            rows = torch.tensor(items, device=self.f0.device)
+            mu[rows, : (end - start) * hop] = self._window(rows, phase[rows], start, end, horizon)
+        return mu, torch.full_like(mu, math.log(SOURCE_SCALE))
+
+    def _window(
+        self, rows, phase: torch.Tensor, start: int, stop: int, horizon: int
+    ) -> torch.Tensor:
+        """mu_src of frames [start, stop) of rows `rows` from the phase before frame `start`;
+        `horizon`: the last frame any of it reads (stop + source_context, or the rows' end)."""
+        spec = self.source.spec
+        hop, reach = spec.hop_length, noise_reach(spec)
+        first, last = max(start - reach, 0), min(stop + reach, horizon)
+        parameters = self._parameters(rows, phase, start, first, last, horizon)
+        f0 = self.f0[rows]
+        before, after = max(start - 1, 0), min(stop + 1, horizon)
+        harmonic_phase = _window_phase(
+            f0[:, before : start + 1], spec, phase, (start - before) * hop
+        )
+        amplitudes = parameters.amplitudes[..., before - first : after - first]
+        harmonic = harmonic_sum(amplitudes, f0[:, before:after], harmonic_phase, spec)
+        white = source_white(f0.shape[0], first, last, spec, f0.device)
+        noise = filtered_noise(parameters.magnitude, white, spec)
+        samples = (stop - start) * hop
+        harmonic = harmonic.narrow(-1, (start - before) * hop, samples)
+        noise = noise.narrow(-1, (start - first) * hop, samples)
+        return mulaw.compress((harmonic + noise).clamp(-1.0, 1.0))
+
+    def _parameters(
+        self, rows, phase: torch.Tensor, start: int, first: int, last: int, horizon: int
+    ) -> SourceParameters:
+        """The parameters of frames [first, last) of rows `rows`: the utterance's, or (with
+        resynthesis rounds) computed on frames `context_frames` wider on each side, up to
+        `horizon`."""
+        if self.parameters is not None:
+            return self.parameters.frames(rows, first, last)
+        spec = self.source.spec
+        begin = max(first - context_frames(spec, self.source.config), 0)
+        f0 = self.f0[rows]
+        samples = (start - begin) * spec.hop_length
+        window_phase = _window_phase(f0[:, begin : start + 1], spec, phase, samples)
+        mel = self.mel[rows, :, begin:horizon]
+        parameters = source_parameters(self.source, mel, f0[:, begin:horizon], window_phase, begin)
+        return parameters.frames(slice(None), first - begin, last - begin)
 
 
 def source_shift_scale(
@@ -163,37 +306,7 @@ def source_shift_scale(
     stop: int | None = None,
     mel_lengths: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first affine step's (mu_src, log s_src) for frames [start, stop).
-
-    Args:
-        source (HarmonicNoiseSource): The student's source (its gains).
-        mel (Tensor): Log-mel (B, n_mels, frames), the whole utterance.
-        f0 (Tensor): F0 (B, frames), Hz, 0 = unvoiced.
-        phase (Tensor | None): The excitation's phase before frame `start` (B,); None = 0.
-        start (int): First frame wanted.
-        stop (int | None): End frame (exclusive); None = all frames.
-        mel_lengths (Tensor | None): Real frames per item of a zero-padded batch (B,): each
-            item's source is then computed on its own frames, as if it were alone (past its
-            end: mu 0 and SOURCE_SCALE).
-
-    Returns:
-        tuple: mu_src and log s_src, each (B, (stop - start) * hop), float32.
-    """
-    stop = f0.shape[-1] if stop is None else stop
-    if phase is None:
-        phase = torch.zeros(f0.shape[0], dtype=torch.float64, device=f0.device)
-    if mel_lengths is None:
-        return _window(source, mel, f0, phase, start, stop)
-    hop = source.spec.hop_length
-    mu = torch.zeros(f0.shape[0], (stop - start) * hop, device=mel.device)
-    log_s = torch.full_like(mu, math.log(SOURCE_SCALE))
-    for item, length in enumerate(mel_lengths.tolist()):
-        end = min(stop, length)
-        if end > start:
-            rows = slice(item, item + 1)
-            item_mu, item_log_s = _window(
-                source, mel[rows, :, :length], f0[rows, :length], phase[rows], start, end
-            )
-            mu[item, : (end - start) * hop] = item_mu[0]
-            log_s[item, : (end - start) * hop] = item_log_s[0]
-    return mu, log_s
+    """The first affine step's (mu_src, log s_src), each (B, (stop - start) * hop), for
+    frames [start, stop) of one batch: `SourceSteps(...).shift_scale` (arguments as there),
+    for a caller that asks for one window only."""
+    return SourceSteps(source, mel, f0, mel_lengths).shift_scale(phase, start, stop)

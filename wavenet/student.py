@@ -24,7 +24,7 @@ from wavenet.features import FeatureSpec
 from wavenet.flow import FlowWaveNet, sample_logistic
 from wavenet.flow_inference import PreparedFlow, prepare_flow, sample_flows
 from wavenet.source import HarmonicNoiseSource, SourceConfig
-from wavenet.source_flow import source_shift_scale
+from wavenet.source_flow import SourceSteps, source_shift_scale
 from wavenet.stack import StackConfig
 
 __all__ = ["FlowWaveNet", "Student", "StudentConfig", "sample_logistic"]
@@ -246,12 +246,13 @@ class Student(ConditionedModel):
     ) -> Iterator[torch.Tensor]:
         """Audio in chunks of `frames_per_chunk` frames, equal to one whole-utterance pass.
 
-        The noise for the whole utterance is drawn first, and the conditioning at frame rate
-        (hop times smaller); each chunk is recomputed from `ceil((receptive_field - 1) / hop)`
-        frames before it, its conditioning (and excitation and source) brought to the flows'
-        rate for that window alone, so every output sample sees exactly the noise and
-        conditioning it would see in one pass, while memory and work stay bounded by the
-        chunk size. The excitation's phase runs on from window to window:
+        The noise for the whole utterance is drawn first, and the conditioning and the
+        source's parameters at frame rate (hop times smaller); each chunk is recomputed
+        from `ceil((receptive_field - 1) / hop)` frames before it, its conditioning (and
+        excitation and source) brought to the flows' rate for that window alone, so every
+        output sample sees exactly the noise and conditioning it would see in one pass, while
+        memory and work stay bounded by the chunk size. The excitation's phase runs on from
+        window to window:
 
             frames   | ... | first        start        stop | next first ... next stop |
             window         [==== context ==|=== chunk ===)
@@ -287,14 +288,14 @@ class Student(ConditionedModel):
         # On CPU the flows run as matrix products on one buffer (measured faster there); the
         # weights are arranged once for all chunks.
         prepared = [prepare_flow(flow) for flow in self.flows] if device.type == "cpu" else None
+        # The source's frame-rate parameters once for the utterance; each window synthesises.
+        source_steps = self.source and SourceSteps(self.source, mel, f0, mel_lengths)
         for start in range(0, num_frames, frames_per_chunk):
             stop = min(start + frames_per_chunk, num_frames)
             first = max(start - context, 0)
             window = self.conditioner.window(frames, bias, first, stop)
             e, _ = self.excitation_signal(f0, phase, num_frames, first, stop)
-            source = self.source and source_shift_scale(
-                self.source, mel, f0, phase, first, stop, mel_lengths
-            )
+            source = source_steps and source_steps.shift_scale(phase, first, stop)
             x = self.sample(z[:, first * hop : stop * hop], window, prepared, e, source)
             yield mulaw.expand(x[:, (start - first) * hop :]).clamp(-1.0, 1.0)
             if f0 is not None:
