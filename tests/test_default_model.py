@@ -13,15 +13,17 @@ import torch
 from service_fixtures import running_client, service_settings
 
 from service.app import create_app
-from training.metrics import log_mel_l1
+from training.metrics import log_mel_l1, voiced_periodicity
 from wavenet import Student, load_model
 from wavenet.audio import load_audio
 from wavenet.checkpoint import read_config
+from wavenet.excitation import frame_centre
 from wavenet.features import FeatureSpec
+from wavenet.pitch import track_f0
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "models" / "default"
-PARTS = ("teacher", "classifier", "student")
+PARTS = ("teacher", "classifier", "student", "pitch")
 CLIP = ROOT / "tests" / "data" / "corpus" / "slt" / "slt_0001.wav"
 
 
@@ -39,12 +41,14 @@ def test_the_shipped_parts_are_all_there_and_fit_in_30_mb():
 def test_the_shipped_student_speaks_a_held_out_style_clip():
     student = load_model(DEFAULT / "student")
     assert isinstance(student, Student)
+    assert student.config.excitation is not None, "the default student is pitch-aware"
     spec = student.spec
     audio = load_audio(CLIP, spec.sample_rate)
     mel = spec.extract(audio)
+    f0 = torch.as_tensor(track_f0(audio.numpy(), spec, student.config.pitch))
     speaker = torch.tensor([student.config.speakers.index("slt")])
     generator = torch.Generator().manual_seed(0)
-    made = student.generate(mel[None], speaker, generator=generator)[0]
+    made = student.generate(mel[None], speaker, generator=generator, f0=f0[None])[0]
     assert made.shape == (mel.shape[-1] * spec.hop_length,)
     assert torch.isfinite(made).all()
     real_rms = float(audio.pow(2).mean().sqrt())
@@ -56,6 +60,12 @@ def test_the_shipped_student_speaks_a_held_out_style_clip():
     other = load_audio(ROOT / "tests/data/corpus/awb/awb_0002.wav", spec.sample_rate).numpy()
     other = np.resize(other, len(made))
     assert log_mel_l1(padded, made.numpy(), spec) < log_mel_l1(padded, other, spec)
+    # It makes a voice, not a whisper: harmonics where the clip is voiced.
+    voiced = (f0 > 0).numpy()
+    periodicity = voiced_periodicity(
+        made.numpy(), voiced, spec.hop_length, spec.sample_rate, frame_centre(spec)
+    )
+    assert periodicity > 0.8
 
 
 def test_every_shipped_checkpoint_has_the_feature_spec_the_service_reports():
@@ -65,5 +75,5 @@ def test_every_shipped_checkpoint_has_the_feature_spec_the_service_reports():
     reported = FeatureSpec.model_validate(served["spec"])
     for part in PARTS:
         assert load_model(DEFAULT / part).spec == reported, part
-    speakers = [load_model(DEFAULT / part).config.speakers for part in ("teacher", "student")]
-    assert speakers[0] == speakers[1] == served["speakers"]
+    assert load_model(DEFAULT / "student").config.speakers == served["speakers"]
+    assert served["pitch_aware"]
