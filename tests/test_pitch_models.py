@@ -10,7 +10,7 @@ from wavenet import Student, StudentConfig, TeacherConfig, load_model, mulaw, sa
 from wavenet.excitation import ExcitationSpec, excitation
 from wavenet.pitch import PitchSpec
 from wavenet.source import SourceConfig
-from wavenet.source_flow import SOURCE_SCALE, source_outputs
+from wavenet.source_flow import SOURCE_SCALE, SourceSteps, source_outputs
 from wavenet.student import sample_logistic
 
 EXCITATION = ExcitationSpec(harmonics=3, f0_max=1000.0)
@@ -252,6 +252,15 @@ def test_source_student_training_pass_reaches_the_source_gains():
     for mine, theirs in zip(got, want, strict=True):
         torch.testing.assert_close(mine, theirs)
         assert mine.abs().amax() > 0, "no gradient reached the gains: test is vacuous"
+
+
+def test_source_steps_refuse_a_window_outside_the_frames():
+    student = pitch_student(source="harmonic")
+    _, mel, f0, _ = voiced_inputs(student.spec, frames=6)
+    steps = SourceSteps(student.source, mel, f0)
+    for start, stop in [(3, 3), (-1, 2), (4, 7)]:
+        with pytest.raises(ValueError, match=r"not within 6 frames"):
+            steps.shift_scale(None, start, stop)
 
 
 def test_pitch_student_checkpoint_round_trip(tmp_path):

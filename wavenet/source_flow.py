@@ -180,6 +180,11 @@ def source_outputs(
     return SourceOutput(harmonic, noise, std)
 
 
+def _pad_frames(values: torch.Tensor, frames: int) -> torch.Tensor:
+    """(..., f) zero-padded to (..., frames)."""
+    return torch.nn.functional.pad(values, (0, frames - values.shape[-1]))
+
+
 class SourceSteps:
     """The source step of one batch of utterances, window by window (module docstring).
 
@@ -203,24 +208,21 @@ class SourceSteps:
         frames = f0.shape[-1]
         self.lengths = [frames] * f0.shape[0] if mel_lengths is None else mel_lengths.tolist()
         self.padded = mel_lengths is not None
-        self.parameters = None  # every frame's, where they depend on the mel and F0 alone
         if source.config.resynthesis:
-            return
-        if not self.padded:
+            self.parameters = None  # they depend on the phase and noise too: per window
+        elif not self.padded:
             self.parameters = source_parameters(source, mel, f0)
-            return
-        items = [
-            source_parameters(
-                source, mel[item : item + 1, :, :length], f0[item : item + 1, :length]
+        else:  # each item on its own frames, zero past its end
+            items = [
+                source_parameters(source, mel[i : i + 1, :, :length], f0[i : i + 1, :length])
+                for i, length in enumerate(self.lengths)
+            ]
+            self.parameters = SourceParameters(
+                *(
+                    torch.cat([_pad_frames(p, frames) for p in part])
+                    for part in zip(*items, strict=True)
+                )
             )
-            for item, length in enumerate(self.lengths)
-        ]
-        self.parameters = SourceParameters(
-            *(
-                torch.cat([torch.nn.functional.pad(p, (0, frames - p.shape[-1])) for p in part])
-                for part in zip(*items, strict=True)
-            )
-        )
 
     def shift_scale(
         self, phase: torch.Tensor | None, start: int = 0, stop: int | None = None
@@ -236,6 +238,8 @@ class SourceSteps:
             tuple: mu_src and log s_src, each (B, (stop - start) * hop), float32.
         """
         stop = self.f0.shape[-1] if stop is None else stop
+        if not 0 <= start < stop <= self.f0.shape[-1]:
+            raise ValueError(f"frames [{start}, {stop}) are not within {self.f0.shape[-1]} frames")
         if phase is None:
             phase = torch.zeros(self.f0.shape[0], dtype=torch.float64, device=self.f0.device)
         hop = self.source.spec.hop_length
