@@ -147,9 +147,9 @@ def save_pitch_checkpoints(directory: Path) -> tuple[Path, Path]:
 
     spec = tiny_spec(**PITCH_SPEC)
     excitation = ExcitationSpec(harmonics=3, f0_max=1000.0)
-    # No analysis-by-synthesis rounds: a source that reads one frame each side, so that small
-    # streamed chunks stay cheap (as in training/configs/student_cpu_pitch.yaml).
-    source = dict(source="harmonic", source_settings=SourceConfig(refinements=0))
+    # The shipped layout's source (training/configs/student_cpu_pitch.yaml): refinement and
+    # resynthesis rounds, so a shifted request's voiced noise must be held down (`shifted`).
+    source = dict(source="harmonic", source_settings=SourceConfig(resynthesis=1))
     student = tiny_student(spec=spec, excitation=excitation, pitch=PitchSpec(), **source)
     torch.manual_seed(5)
     predictor = PitchPredictor(PitchPredictorConfig(channels=8, dilations=[1, 2]), spec).eval()

@@ -285,8 +285,9 @@ def test_a_batch_of_pitch_jobs_gives_each_what_it_gets_alone(models):
             f0 = job.f0 if job.f0 is not None else predictor.predict_f0(job.mel[None])[0]
             phase = torch.tensor([job.phase], dtype=torch.float64)
             alone = student.generate(
-                job.mel[None], temperature=0.0, f0=pitch.shifted(f0, job.pitch_shift)[None],
-                phase=phase)  # fmt: skip
+                pitch.mel_for(job.mel, job.pitch_shift)[None], temperature=0.0,
+                f0=pitch.shifted(f0, job.pitch_shift)[None], phase=phase,
+                shifted=torch.tensor([job.pitch_shift != 0]))  # fmt: skip
             torch.testing.assert_close(job.future.result(timeout=30).audio, alone[0])
     finally:
         worker.stop()

@@ -6,6 +6,7 @@ import torch
 from wavenet import harmonic_response, mel_envelope, mulaw
 from wavenet.excitation import TWO_PI, advance_phase, frame_centre, frame_to_samples, sample_phase
 from wavenet.features import FeatureSpec
+from wavenet.synthesis_f0 import mel_envelope as mel_envelope_of
 from wavenet.source import (
     HarmonicNoiseSource,
     SourceConfig,
@@ -209,3 +210,34 @@ def test_resynthesis_without_its_phase_or_noise_is_rejected():
     white = white_noise(1, 30, SPEC, torch.Generator().manual_seed(0))
     again = training_free_parts(log_mel, f0, torch.ones(1), white, SPEC, SourceConfig())
     torch.testing.assert_close(plain, again, rtol=0, atol=0)  # neither phase nor noise used
+
+
+@pytest.mark.parametrize("resynthesis", [0, 1])
+def test_a_shifted_item_never_gets_more_voiced_noise_than_it_starts_with(resynthesis):
+    """F0 doubled on the mel's envelope: without `shifted` the rounds raise the voiced noise
+    (to fill the gaps between the sparser harmonics, at the old pitch's harmonics); with it,
+    the voiced frames' noise stays at most its starting level. Each item of a batch follows
+    its own flag."""
+    frames = 30
+    log_mel, f0 = gliding_voice_then_noise(frames)
+    log_mel, f0 = mel_envelope_of(log_mel), f0 * 2
+    white = white_noise(1, frames, SPEC, torch.Generator().manual_seed(3))
+    phase = torch.tensor([0.7], dtype=torch.float64)
+    config = SourceConfig(resynthesis=resynthesis)
+    start = training_free_parts(log_mel, f0, phase, white, SPEC, SourceConfig(refinements=0))[1]
+
+    def parts(shifted):
+        return training_free_parts(log_mel, f0, phase, white, SPEC, config, shifted)
+
+    voiced = (f0[0] > 0).nonzero()[:, 0]
+    raised = parts(None)[1][0][:, voiced] / start[0][:, voiced].clamp(min=1e-12)
+    assert raised.max() > 2.0, "the rounds raise no voiced noise: test is vacuous"
+    held = parts(torch.tensor([True]))[1][0][:, voiced]
+    assert (held <= start[0][:, voiced] * (1 + 1e-5)).all()
+    torch.testing.assert_close(parts(torch.tensor([False])), parts(None), rtol=0, atol=0)
+    both = training_free_parts(
+        log_mel.expand(2, -1, -1), f0.expand(2, -1), phase.expand(2),
+        white.expand(2, -1), SPEC, config, torch.tensor([True, False]),
+    )  # fmt: skip
+    torch.testing.assert_close(both[1][:1], parts(torch.tensor([True]))[1])
+    torch.testing.assert_close(both[1][1:], parts(None)[1])

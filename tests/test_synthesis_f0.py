@@ -47,6 +47,7 @@ def test_an_octave_shift_is_heard_on_a_recorded_voice(semitones):
             SynthesisF0.mel_for(mel, semitones).unsqueeze(0),
             f0=shifted.unsqueeze(0),
             temperature=0.0,
+            shifted=torch.tensor([True]),
         )[0]
     tracked = track_f0(made.numpy(), spec)
     both = (tracked > 0) & (f0.numpy() > 0)

@@ -175,7 +175,8 @@ def sample_flows(
         flows (Sequence[PreparedFlow]): The flows, first to last.
         z (Tensor): Logistic noise (B, T).
         conds (Sequence[Tensor]): Each flow's stacked conditioning (B, channels, T or F).
-        log_scale_min (float): Floor of each log s_k.
+        log_scale_min (float): Floor of each flow's log s_k (not of the source's, which is
+            set, not learned).
         excitation (Tensor | None): e (B, 2H + 1, T), read by every flow of a pitch-aware
             student.
         source (tuple | None): (mu_src, log_s_src), each (B, T): a first affine step before
@@ -189,7 +190,7 @@ def sample_flows(
         x = z[items]
         if source is not None:
             shift, log_scale = source
-            x = torch.addcmul(shift[items], x, log_scale[items].clamp(min=log_scale_min).exp())
+            x = torch.addcmul(shift[items], x, log_scale[items].exp())  # set, not floored
         e = None if excitation is None else excitation[items]
         for flow, cond in zip(flows, conds, strict=True):
             mu, log_s = flow(x, cond[items], e)

@@ -20,6 +20,11 @@
   `FeatureSpec.extract` (what the prediction leaves out: the interplay of harmonics and
   noise, fades, glides beyond a linear chirp).
 - A mel at the log floor gives A = 0 and S = 0: exact silence.
+- A shifted item (its F0 moved away from the pitch its mel was recorded at, the mel replaced
+  by its envelope, `wavenet.synthesis_f0`): its voiced frames' noise is only ever lowered
+  by the rounds (r clamped at 1). The envelope claims energy between the shifted harmonics
+  that no harmonic explains; raising the noise there would fill the gaps with bands at the
+  old pitch's harmonics, and a listener (and a pitch tracker) would hear the old pitch.
 
 Without resynthesis rounds (the default) A and S are a function of the mel and F0 alone, not
 of the phase or the noise: a streamer can compute them once for the utterance and synthesise
@@ -137,11 +142,13 @@ def training_free_parts(
     white: torch.Tensor | None,
     spec: FeatureSpec,
     config: SourceConfig,
+    shifted: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Harmonic amplitudes A (B, K, frames) and noise magnitudes S (B, bins, frames) whose
     synthesis has the mel `log_mel` (B, n_mels, frames): fit, then refinement (module
     docstring). `phase` (B,) and `white` (`white_noise`) are the resynthesis rounds' own,
-    unused (and may be None) without them."""
+    unused (and may be None) without them. `shifted` (B,) bool: the items whose F0 is
+    shifted (their voiced noise is never raised); None = none."""
     if config.resynthesis and (phase is None or white is None):
         raise ValueError("resynthesis rounds need the phase and the white noise")
     mel = env.linear_mel(log_mel, spec)
@@ -151,6 +158,11 @@ def training_free_parts(
     share = torch.where(f0 > 0, config.voiced_noise, config.unvoiced_noise)
     level = env.noise_level(mel, spec) * share.unsqueeze(1)  # S^p at the band centroids
     tiny = 1e-12 * mel.amax(1, keepdim=True).clamp(min=1e-20)  # per frame: window-local
+    held = (f0 > 0).unsqueeze(1)  # (B, 1, frames): where a shifted item's noise is held down
+    if shifted is None:
+        held = torch.zeros_like(held)
+    else:
+        held = held & shifted.view(-1, 1, 1).to(held.device)
     for round_ in range(config.refinements + config.resynthesis):
         if round_ < config.refinements:
             made = predicted_mel(amplitudes, level, f0, response, spec)
@@ -160,7 +172,7 @@ def training_free_parts(
             made = env.linear_mel(spec.extract(audio + noise), spec)
         ratio = (mel / (made + tiny)).clamp(max=MAX_RATIO)
         amplitudes = amplitudes * response.from_bands(ratio).pow(1 / spec.power)
-        level = level * ratio
+        level = level * torch.where(held, ratio.clamp(max=1.0), ratio)
     amplitudes = nn.functional.pad(amplitudes, (0, 0, 0, config.harmonics - needed))
     return amplitudes, env.noise_envelope(mel, spec, level)
 

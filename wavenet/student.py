@@ -160,15 +160,19 @@ class Student(ConditionedModel):
             and (mu_tot, log_s_tot)[t] depend on z[:, :t] only.
         """
         composed = (z, torch.zeros_like(z), torch.zeros_like(z))
-        if source is not None:
-            composed = self._affine(*composed, *source)
+        if source is not None:  # its log s is set, not learned: no floor
+            composed = self._affine(*composed, *source, floor=None)
+        floor = self.config.log_scale_min
         for flow, flow_cond in zip(self.flows, cond.split(self.flow_channels, dim=1), strict=True):
-            composed = self._affine(*composed, *flow(composed[0], flow_cond, excitation))
+            composed = self._affine(*composed, *flow(composed[0], flow_cond, excitation), floor)
         return composed
 
-    def _affine(self, x, mu_tot, log_s_tot, mu, log_s):
-        """One affine step x <- x s + mu, folded into (mu_tot, log_s_tot), log s floored."""
-        log_s = log_s.clamp(min=self.config.log_scale_min)
+    @staticmethod
+    def _affine(x, mu_tot, log_s_tot, mu, log_s, floor: float | None):
+        """One affine step x <- x s + mu, folded into (mu_tot, log_s_tot), log s floored at
+        `floor` (None: not floored)."""
+        if floor is not None:
+            log_s = log_s.clamp(min=floor)
         scale = torch.exp(log_s)
         return x * scale + mu, mu_tot * scale + mu, log_s_tot + log_s
 
@@ -243,6 +247,7 @@ class Student(ConditionedModel):
         generator: torch.Generator | None = None,
         f0: torch.Tensor | None = None,
         phase: torch.Tensor | None = None,
+        shifted: torch.Tensor | None = None,
     ) -> Iterator[torch.Tensor]:
         """Audio in chunks of `frames_per_chunk` frames, equal to one whole-utterance pass.
 
@@ -268,6 +273,9 @@ class Student(ConditionedModel):
             f0 (Tensor | None): F0 (B, frames) in Hz, 0 = unvoiced: a pitch-aware student's
                 (in a padded batch, 0 in the padding).
             phase (Tensor | None): The excitation's initial phase (B,), radians; None = 0.
+            shifted (Tensor | None): Items whose F0 is shifted from the pitch their mel was
+                recorded at (B,) bool, their mel an envelope (`wavenet.synthesis_f0`): the
+                source keeps the gaps between their harmonics free of noise. None = none.
 
         Yields:
             Tensor: Audio in [-1, 1] (B, chunk_frames * hop_length).
@@ -289,7 +297,7 @@ class Student(ConditionedModel):
         # weights are arranged once for all chunks.
         prepared = [prepare_flow(flow) for flow in self.flows] if device.type == "cpu" else None
         # The source's frame-rate parameters once for the utterance; each window synthesises.
-        source_steps = self.source and SourceSteps(self.source, mel, f0, mel_lengths)
+        source_steps = self.source and SourceSteps(self.source, mel, f0, mel_lengths, shifted)
         for start in range(0, num_frames, frames_per_chunk):
             stop = min(start + frames_per_chunk, num_frames)
             first = max(start - context, 0)
