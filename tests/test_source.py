@@ -6,7 +6,6 @@ import torch
 from wavenet import harmonic_response, mel_envelope, mulaw
 from wavenet.excitation import TWO_PI, advance_phase, frame_centre, frame_to_samples, sample_phase
 from wavenet.features import FeatureSpec
-from wavenet.synthesis_f0 import mel_envelope as mel_envelope_of
 from wavenet.source import (
     HarmonicNoiseSource,
     SourceConfig,
@@ -18,6 +17,7 @@ from wavenet.source import (
     training_free_parts,
     white_noise,
 )
+from wavenet.synthesis_f0 import mel_envelope as mel_envelope_of
 
 SPEC = FeatureSpec()
 RATE = SPEC.sample_rate

@@ -14,20 +14,18 @@ Gaussian-like noise the source measures; the flows after the source can still le
 add z-driven noise where the losses ask for it.
 
 The source comes in two steps (`SourceSteps`): frame-rate parameters (harmonic amplitudes
-and noise magnitudes, gains applied), then their synthesis at sample rate. Without
-resynthesis rounds (the default) the parameters are a function of the mel and F0 alone: they
-are computed once for the utterance (a few hundred values per frame), and each window of
-frames [start, stop) only synthesises its own samples, from the frames the synthesis reads:
+and noise magnitudes, gains applied), then their synthesis at sample rate. The parameters
+are a function of the mel, F0 and the initial phase phi_0 (resynthesis rounds also read the
+phase and the position-indexed white noise, both fixed by phi_0): they are computed once for
+the utterance (a few hundred values per frame), and each window of frames [start, stop) only
+synthesises its own samples, from the frames the synthesis reads:
 
     frames      | start-r | ... | start  .......  stop | ... | stop+r |
     harmonics             [=====|=====================|=====)             1 frame each side
     noise       [===============|=====================|==============)    r = noise_reach
     kept                        [=====================)
 
-With resynthesis rounds the parameters also depend on the phase and the white noise, through
-the mel's STFT window: they are computed per window instead, on frames
-`wavenet.source.context_frames` wider on each side of the synthesis window. Either way a
-window equals the whole utterance's source on its samples (to float rounding).
+so a window equals the whole utterance's source on its samples (to float rounding).
 
 The white noise is a fixed table indexed by sample position (period about 65 s), so the
 source is a deterministic function of (mel, F0, phi_0), the same in a window as in the whole.
@@ -52,9 +50,7 @@ from wavenet.excitation import (
 from wavenet.features import FeatureSpec
 from wavenet.source import (
     HarmonicNoiseSource,
-    SourceConfig,
     SourceOutput,
-    context_frames,
     filtered_noise,
     harmonic_sum,
     noise_std,
@@ -67,7 +63,6 @@ __all__ = [
     "SourceParameters",
     "SourceSteps",
     "noise_reach",
-    "source_context",
     "source_outputs",
     "source_parameters",
     "source_shift_scale",
@@ -104,13 +99,6 @@ def noise_reach(spec: FeatureSpec) -> int:
     r = ceil(max(L, n_fft - L - hop) / hop), L = (n_fft - hop) // 2 (2 for the default)."""
     left = (spec.n_fft - spec.hop_length) // 2
     return math.ceil(max(left, spec.n_fft - left - spec.hop_length) / spec.hop_length)
-
-
-def source_context(spec: FeatureSpec, config: SourceConfig) -> int:
-    """R: frames each side of a window whose parameters its source reads: the noise's
-    reach r, plus `wavenet.source.context_frames` where the parameters are computed per
-    window (resynthesis rounds); without them, the parameters come once per utterance."""
-    return noise_reach(spec) + (context_frames(spec, config) if config.resynthesis else 0)
 
 
 class SourceParameters(NamedTuple):
@@ -202,6 +190,8 @@ class SourceSteps:
             end: mu 0 and SOURCE_SCALE).
         shifted (Tensor | None): Items whose F0 is shifted from their mel's (B,) bool
             (`wavenet.source.training_free_parts`); None = none.
+        phase (Tensor | None): phi_0 (B,), the excitation's phase before the first sample,
+            which resynthesis rounds read; None = 0.
     """
 
     def __init__(
@@ -211,25 +201,29 @@ class SourceSteps:
         f0: torch.Tensor,
         mel_lengths: torch.Tensor | None = None,
         shifted: torch.Tensor | None = None,
+        phase: torch.Tensor | None = None,
     ):
-        self.source, self.mel, self.f0 = source, mel, f0.float()
+        self.source, self.f0 = source, f0.float()
+        batch, frames = f0.shape
         if shifted is None:
-            shifted = torch.zeros(f0.shape[0], dtype=torch.bool)
-        self.shifted = shifted.to(device=f0.device, dtype=torch.bool)
-        frames = f0.shape[-1]
-        self.lengths = [frames] * f0.shape[0] if mel_lengths is None else mel_lengths.tolist()
+            shifted = torch.zeros(batch, dtype=torch.bool)
+        if phase is None:
+            phase = torch.zeros(batch, dtype=torch.float64)
+        shifted = shifted.to(device=f0.device, dtype=torch.bool)
+        phase = phase.to(f0.device)
+        self.lengths = [frames] * batch if mel_lengths is None else mel_lengths.tolist()
         self.padded = mel_lengths is not None
-        if source.config.resynthesis:
-            self.parameters = None  # they depend on the phase and noise too: per window
-        elif not self.padded:
-            self.parameters = source_parameters(source, mel, f0, shifted=self.shifted)
+        if not self.padded:
+            self.parameters = source_parameters(source, mel, f0, phase, 0, shifted)
         else:  # each item on its own frames, zero past its end
             items = [
                 source_parameters(
                     source,
                     mel[i : i + 1, :, :length],
                     f0[i : i + 1, :length],
-                    shifted=self.shifted[i : i + 1],
+                    phase[i : i + 1],
+                    0,
+                    shifted[i : i + 1],
                 )
                 for i, length in enumerate(self.lengths)
             ]
@@ -259,7 +253,7 @@ class SourceSteps:
         if phase is None:
             phase = torch.zeros(self.f0.shape[0], dtype=torch.float64, device=self.f0.device)
         hop = self.source.spec.hop_length
-        context = source_context(self.source.spec, self.source.config)
+        context = noise_reach(self.source.spec)
         # Items whose windows end alike (all, without padding) are computed together.
         groups: dict[tuple[int, int], list[int]] = {}
         for item, length in enumerate(self.lengths):
@@ -280,11 +274,11 @@ class SourceSteps:
         self, rows, phase: torch.Tensor, start: int, stop: int, horizon: int
     ) -> torch.Tensor:
         """mu_src of frames [start, stop) of rows `rows` from the phase before frame `start`;
-        `horizon`: the last frame any of it reads (stop + source_context, or the rows' end)."""
+        `horizon`: the last frame any of it reads (stop + noise_reach, or the rows' end)."""
         spec = self.source.spec
         hop, reach = spec.hop_length, noise_reach(spec)
         first, last = max(start - reach, 0), min(stop + reach, horizon)
-        parameters = self._parameters(rows, phase, start, first, last, horizon)
+        parameters = self.parameters.frames(rows, first, last)
         f0 = self.f0[rows]
         before, after = max(start - 1, 0), min(stop + 1, horizon)
         harmonic_phase = _window_phase(
@@ -299,36 +293,10 @@ class SourceSteps:
         noise = noise.narrow(-1, (start - first) * hop, samples)
         return mulaw.compress((harmonic + noise).clamp(-1.0, 1.0))
 
-    def _parameters(
-        self, rows, phase: torch.Tensor, start: int, first: int, last: int, horizon: int
-    ) -> SourceParameters:
-        """The parameters of frames [first, last) of rows `rows`: the utterance's, or (with
-        resynthesis rounds) computed on frames `context_frames` wider on each side, up to
-        `horizon`."""
-        if self.parameters is not None:
-            return self.parameters.frames(rows, first, last)
-        spec = self.source.spec
-        begin = max(first - context_frames(spec, self.source.config), 0)
-        f0 = self.f0[rows]
-        samples = (start - begin) * spec.hop_length
-        window_phase = _window_phase(f0[:, begin : start + 1], spec, phase, samples)
-        mel = self.mel[rows, :, begin:horizon]
-        parameters = source_parameters(
-            self.source, mel, f0[:, begin:horizon], window_phase, begin, self.shifted[rows]
-        )
-        return parameters.frames(slice(None), first - begin, last - begin)
-
 
 def source_shift_scale(
-    source: HarmonicNoiseSource,
-    mel: torch.Tensor,
-    f0: torch.Tensor,
-    phase: torch.Tensor | None,
-    start: int = 0,
-    stop: int | None = None,
-    mel_lengths: torch.Tensor | None = None,
+    source: HarmonicNoiseSource, mel: torch.Tensor, f0: torch.Tensor, phase: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first affine step's (mu_src, log s_src), each (B, (stop - start) * hop), for
-    frames [start, stop) of one batch: `SourceSteps(...).shift_scale` (arguments as there),
-    for a caller that asks for one window only."""
-    return SourceSteps(source, mel, f0, mel_lengths).shift_scale(phase, start, stop)
+    """The first affine step's (mu_src, log s_src) of whole utterances, each (B, frames * hop):
+    `SourceSteps(source, mel, f0, phase=phase).shift_scale(phase)`."""
+    return SourceSteps(source, mel, f0, phase=phase).shift_scale(phase)

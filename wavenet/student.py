@@ -297,7 +297,9 @@ class Student(ConditionedModel):
         # weights are arranged once for all chunks.
         prepared = [prepare_flow(flow) for flow in self.flows] if device.type == "cpu" else None
         # The source's frame-rate parameters once for the utterance; each window synthesises.
-        source_steps = self.source and SourceSteps(self.source, mel, f0, mel_lengths, shifted)
+        source_steps = self.source and SourceSteps(
+            self.source, mel, f0, mel_lengths, shifted, phase
+        )
         for start in range(0, num_frames, frames_per_chunk):
             stop = min(start + frames_per_chunk, num_frames)
             first = max(start - context, 0)
