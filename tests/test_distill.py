@@ -315,3 +315,13 @@ def test_held_out_scores_compare_the_students_own_sample_with_the_real_clip(froz
         "cross_entropy",
         "entropy",
     }
+
+
+def test_held_out_scores_without_a_teacher_are_the_spectral_ones_alone(frozen, tmp_path):
+    run, _ = make_run(frozen, tmp_path)
+    corpus, teacher, _ = frozen
+    items = validation_items(corpus, count=2, frames=16)
+    with_teacher = held_out_kl(run.ema.eval(), teacher, items, CPU, seed=3)
+    alone = held_out_kl(run.ema, None, items, CPU, seed=3)
+    assert set(alone) == {"log_mel_l1", "periodicity"}
+    assert alone == {name: with_teacher[name] for name in alone}

@@ -1,5 +1,6 @@
-"""`wavenet distill` runs: outputs, exact resume, SIGKILL, DDP, one-line errors; the student
-in `wavenet synthesize` and `wavenet evaluate`."""
+"""`wavenet distill` runs: outputs, exact resume, SIGKILL, DDP, one-line errors; a
+spectral-only student without a teacher; the student in `wavenet synthesize` and
+`wavenet evaluate`."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from run_checks import (
     tensorboard_tags,
 )
 
+from training.config import ConfigError
 from training.dataset import load_prepared
 from training.distill import TeacherWarning, distill
 from training.distill_terms import LOGGED_TERMS, TERMS
@@ -134,6 +136,76 @@ def test_an_unknown_config_key_fails_naming_it(models, prepared_corpus, tmp_path
     assert cli(models, prepared_corpus, tmp_path / "run", config) == 2
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "kl_warmpu" in error, error
+
+
+# The spectral terms alone: the pitch-aware student starts at its harmonic-plus-noise source.
+SPECTRAL_ONLY = {"kl": 0.0, "power": 1.0, "stft": 1.0, "perceptual": 0.0, "contrastive": 0.0}
+TEACHER_SCORES = ("val_kl", "val_cross_entropy", "val_entropy")
+
+
+def spectral_only_config(directory: Path) -> Path:
+    return config_file(
+        directory,
+        "student_tiny_pitch.yaml",
+        loss_weights=SPECTRAL_ONLY,
+        log_every=1,
+        eval_every=2,
+        sample_every=2,
+        checkpoint_every=2,
+    )
+
+
+def test_a_spectral_only_student_trains_and_resumes_without_a_teacher(prepared_corpus, tmp_path):
+    run, config = tmp_path / "run", spectral_only_config(tmp_path)
+    model = distill(None, None, prepared_corpus, run, config, steps=2)
+    student = load_model(model)
+    assert isinstance(student, Student) and student.config.source == "harmonic"
+    assert student.config.speakers == load_prepared(prepared_corpus).speakers
+    assert json.loads((model / "config.json").read_text())["extra"]["teacher"] is None
+    (evaluated,) = [r for r in read_metrics(run) if "val_log_mel_l1" in r]
+    assert evaluated["step"] == 2 and evaluated["val_log_mel_l1"] > 0
+    assert 0 <= evaluated["val_periodicity"] <= 1
+    assert all(evaluated.get(name) is None for name in TEACHER_SCORES), evaluated
+    assert all(r["kl"] is None and r["contrastive"] is None for r in read_metrics(run))
+    # The run's saved config decides on resume: it needs no teacher either.
+    distill(None, None, prepared_corpus, run, steps=4, resume=True)
+    records = read_metrics(run)
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert math.isfinite(records[-1]["val_log_mel_l1"]) and "val_kl" not in records[-1]
+    assert load_state(run / "checkpoint")["step"] == 4
+
+
+def test_a_teacher_term_without_a_teacher_is_a_one_line_error_naming_it(
+    prepared_corpus, tmp_path, capsys
+):
+    weights = {**SPECTRAL_ONLY, "kl": 1.0}
+    config = config_file(tmp_path, "student_tiny_pitch.yaml", loss_weights=weights)
+    with pytest.raises(ConfigError, match=r"loss_weights kl=1.0 needs a teacher: pass --teacher"):
+        distill(None, None, prepared_corpus, tmp_path / "run", config, steps=1)
+    full = config_file(tmp_path)  # every term on, contrastive too
+    arguments = ["distill", "--data", str(prepared_corpus), "--out", str(tmp_path / "run")]
+    assert main([*arguments, "--config", str(full), "--device", "cpu"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1, error
+    assert "loss_weights kl=1.0, contrastive=1.0 need a teacher" in error, error
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_teacher_given_to_a_spectral_only_student_is_checked_and_scored(
+    models, prepared_corpus, tmp_path
+):
+    run = tmp_path / "run"
+    config = config_file(
+        tmp_path, loss_weights=SPECTRAL_ONLY, log_every=1, eval_every=2, sample_every=0
+    )
+    distill(models[0], None, prepared_corpus, run, config, steps=2)
+    assert math.isfinite(read_metrics(run)[-1]["val_kl"])
+    extra = json.loads((run / "model" / "config.json").read_text())["extra"]
+    assert extra["teacher"] == str(models[0])
+    corpus = load_prepared(prepared_corpus)
+    misfit, _ = save_frozen_models(corpus, tmp_path / "misfit", ["alice", "bob"])
+    with pytest.raises(ConfigError, match="the teacher's speakers"):
+        distill(misfit, None, prepared_corpus, tmp_path / "other", config, steps=2)
 
 
 def test_synthesize_and_evaluate_accept_a_student(models, prepared_corpus, tmp_path):

@@ -218,7 +218,11 @@ def _add_distill(commands) -> None:
         "with DDP. RUN gets config.yaml, metrics.jsonl, tensorboard/, checkpoint/ and model/ "
         "(the EMA student).",
     )
-    distill.add_argument("--teacher", required=True, help="teacher checkpoint directory")
+    distill.add_argument(
+        "--teacher",
+        help="teacher checkpoint directory (needed unless the config's weights of the terms "
+        "that run the teacher, kl and contrastive, are 0)",
+    )
     distill.add_argument(
         "--classifier", help="classifier checkpoint directory (needed for the perceptual loss)"
     )

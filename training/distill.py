@@ -4,7 +4,8 @@ Each step crops segments (audio y, mel c, speaker, utterance), draws z ~ Logisti
 the student x = g(z | c), and scores x with the switched-on terms of the table
 `training.distill_terms.TERMS` (the teacher runs on the student's own sample: once for the
 KL, once more on another utterance's conditioning for the contrastive term);
-total = sum(weight * term). A pitch-aware student or teacher also reads each crop's F0 and
+total = sum(weight * term). A run whose teacher terms are all off (a spectral-only student)
+needs no teacher. A pitch-aware student or teacher also reads each crop's F0 and
 a phase drawn per crop, one phase for both (`training.pitch_inputs`). The teacher and the
 classifier are loaded frozen (`eval()`, `requires_grad_(False)`): gradients flow through them
 into the student, never into their weights. The run itself (optimizer, EMA,
@@ -14,7 +15,8 @@ EMA student.
 metrics.jsonl rows carry step, every column of `training.distill_terms.LOGGED_TERMS` (each
 term of the table TERMS and the KL's cross_entropy and entropy; null when the term was off for
 the whole logging window), total, grad_norm, lr, samples_per_s, and on evaluation steps
-val_kl, val_cross_entropy, val_entropy (EMA student).
+val_kl, val_cross_entropy, val_entropy (EMA student; only with a teacher), val_log_mel_l1
+and val_periodicity.
 """
 
 from __future__ import annotations
@@ -125,18 +127,21 @@ def train_step(run: TrainingRun, job: DistillJob, batch: dict, step: int) -> dic
 
 
 class DistillJob(Job):
-    """Distillation steps; held-out KL of the EMA student; its generated audio.
+    """Distillation steps; held-out scores of the EMA student; its generated audio.
 
     Args:
-        teacher (nn.Module): The frozen teacher.
+        teacher (nn.Module | None): The frozen teacher; None when no term that is on runs it
+            (the held-out scores then leave out the KL).
         classifier (nn.Module | None): The frozen classifier, when the perceptual loss is on.
-        teacher_dir (Path): Where the teacher came from (recorded in RUN/model).
+        teacher_dir (Path | None): Where the teacher came from (recorded in RUN/model).
     """
 
     name = "distill"
     headline = "total"
 
-    def __init__(self, teacher: nn.Module, classifier: nn.Module | None, teacher_dir: Path):
+    def __init__(
+        self, teacher: nn.Module | None, classifier: nn.Module | None, teacher_dir: Path | None
+    ):
         self.teacher, self.classifier, self.teacher_dir = teacher, classifier, teacher_dir
 
     def crops(self, run: TrainingRun) -> DistillCrops:
@@ -166,11 +171,11 @@ class DistillJob(Job):
         log.sample(step, item["audio"][0, : generated.numel()], generated, run.corpus.spec)
 
     def model_extra(self, run: TrainingRun) -> dict:
-        return {"teacher": str(self.teacher_dir)}
+        return {"teacher": None if self.teacher_dir is None else str(self.teacher_dir)}
 
 
 def distill(
-    teacher: str | Path,
+    teacher: str | Path | None,
     classifier: str | Path | None,
     data: str | Path,
     out: str | Path,
@@ -182,7 +187,10 @@ def distill(
     """Distil a student from `teacher`; alone, or as one rank under torchrun.
 
     Args:
-        teacher (str | Path): Teacher checkpoint directory (e.g. a train-teacher RUN/model).
+        teacher (str | Path | None): Teacher checkpoint directory (e.g. a train-teacher
+            RUN/model); None is allowed when the config's (on resume, the run's) teacher
+            terms, kl and contrastive, are all 0. A teacher given is loaded and checked
+            either way, and the held-out KL is logged.
         classifier (str | Path | None): Classifier checkpoint; needed for the perceptual loss.
         data (str | Path): A folder written by `wavenet prepare` (the teacher's features).
         out (str | Path): The run directory.
@@ -195,8 +203,9 @@ def distill(
         Path: RUN/model, the EMA student.
 
     Raises:
-        ConfigError: for a bad config, data folder or run directory, or a teacher or
-            classifier that does not fit the student (see `check_models`).
+        ConfigError: for a bad config, data folder or run directory, a teacher or
+            classifier that does not fit the student, or a missing one that a term that is
+            on needs (see `check_models`).
         PitchSpecError: for a pitch-aware student or teacher and a corpus without F0, or
             F0 tracked otherwise than the config's (or the resumed run's) model.pitch or
             the teacher's.
@@ -207,13 +216,14 @@ def distill(
     check_models(config, corpus, teacher, classifier)
 
     def make_job(processes: distributed.Processes) -> DistillJob:
-        frozen_teacher = load_frozen(teacher, processes.device)
         wanted = needs_classifier(config)
         frozen_classifier = load_frozen(classifier, processes.device) if wanted else None
+        if teacher is None:
+            return DistillJob(None, frozen_classifier, None)
         message = teacher_nll_warning(teacher, config.teacher_nll_gate)
         if message and processes.is_main:
             warnings.warn(message, TeacherWarning, stacklevel=2)
-        return DistillJob(frozen_teacher, frozen_classifier, Path(teacher))
+        return DistillJob(load_frozen(teacher, processes.device), frozen_classifier, Path(teacher))
 
     def build_model() -> Student:
         return Student(config.model, corpus.spec)

@@ -1,4 +1,5 @@
-"""The distillation objective of one batch, and the student's KL to its teacher on held-out mels.
+"""The distillation objective of one batch, and the student's held-out scores: its KL to its
+teacher (when there is one) and its sample's spectral distance to the real clip.
 
 The student turns logistic noise z into companded audio x = g(z) with per-step (mu, log s);
 the frozen teacher is run on that same x (teacher forcing on the student's own sample), so
@@ -36,7 +37,7 @@ def noise_for(shape: tuple[int, int], seed: int, rank: int, step: int, device) -
 
 def distill_losses(
     student: nn.Module,
-    teacher: nn.Module,
+    teacher: nn.Module | None,
     classifier: nn.Module | None,
     batch: dict,
     z: torch.Tensor,
@@ -47,7 +48,7 @@ def distill_losses(
 
     Args:
         student (nn.Module): A `Student` (or its DDP wrapper).
-        teacher (nn.Module): The frozen teacher.
+        teacher (nn.Module | None): The frozen teacher (for terms that need it).
         classifier (nn.Module | None): The frozen classifier (for terms that need it).
         batch (dict): audio (B, T) in [-1, 1], mel (B, n_mels, F), speaker (B,) or None,
             utterance (B,) (needed by the contrastive term); f0 (B, F) and phase (B,) for a
@@ -74,9 +75,10 @@ def distill_losses(
 
 @torch.no_grad()
 def held_out_kl(
-    student: nn.Module, teacher: nn.Module, items: list[dict], device, seed: int = 0
+    student: nn.Module, teacher: nn.Module | None, items: list[dict], device, seed: int = 0
 ) -> dict[str, float]:
-    """The student's KL to the teacher on held-out mels, weighted by length (nats per sample).
+    """The student's KL to the teacher on held-out mels, weighted by length (nats per sample),
+    and the spectral scores of its samples.
 
     Each item is a batch of one: mel (1, n_mels, F), speaker (1,) or None (ignored for a
     student without speakers), f0 (1, F) for pitch-aware models (their excitation from
@@ -84,13 +86,15 @@ def held_out_kl(
     two calls agree.
 
     Returns:
-        dict: kl, cross_entropy, entropy; with real audio also log_mel_l1 (the student's
-        sample against the real clip, `training.metrics.log_mel_l1`) and periodicity (mean
-        over clips of `training.metrics.periodicity`: harmonics score high, a whisper low).
+        dict: kl, cross_entropy, entropy (not with teacher None); with real audio also
+        log_mel_l1 (the student's sample against the real clip, `training.metrics.log_mel_l1`)
+        and periodicity (mean over clips of `training.metrics.periodicity`: harmonics score
+        high, a whisper low).
     """
     from training.metrics import log_mel_l1, periodicity
 
-    totals = dict.fromkeys(("kl", "cross_entropy", "entropy"), 0.0)
+    names = () if teacher is None else ("kl", "cross_entropy", "entropy")
+    totals = dict.fromkeys(names, 0.0)
     spectral = {"log_mel_l1": [], "periodicity": []}
     samples = 0
     for index, item in enumerate(items):
@@ -101,10 +105,11 @@ def held_out_kl(
         z = noise_for((1, length), seed, 0, index, device)
         f0 = {"f0": item["f0"].to(device)} if "f0" in item else {}
         x, mu, log_s = student(z, mel, speaker, **pitch_inputs(student.config, f0))
-        pitch = pitch_inputs(teacher.config, f0)
-        terms = kl_distillation(mu, log_s, teacher.forward_companded(x, mel, speaker, **pitch))
-        for name, value in terms._asdict().items():
-            totals[name] += float(value) * length
+        if teacher is not None:
+            pitch = pitch_inputs(teacher.config, f0)
+            logits = teacher.forward_companded(x, mel, speaker, **pitch)
+            for name, value in kl_distillation(mu, log_s, logits)._asdict().items():
+                totals[name] += float(value) * length
         samples += length
         if "audio" in item:
             made = mulaw.expand(x[0]).float().cpu().numpy()

@@ -53,7 +53,7 @@ class StudentSample:
         mu (Tensor): Its location per step (B, T), fp32.
         log_s (Tensor): Its log scale per step (B, T), fp32.
         audio (Tensor): x expanded and clipped to [-1, 1] (B, T): what the service serves.
-        teacher (nn.Module): The frozen teacher.
+        teacher (nn.Module | None): The frozen teacher, when a term needs it.
         classifier (nn.Module | None): The frozen classifier, when a term needs it.
         options (DistillConfig): contrastive_gamma, power_fft, stft_resolutions.
     """
@@ -63,7 +63,7 @@ class StudentSample:
     mu: torch.Tensor
     log_s: torch.Tensor
     audio: torch.Tensor
-    teacher: nn.Module
+    teacher: nn.Module | None
     classifier: nn.Module | None
     options: DistillConfig
 
