@@ -7,12 +7,14 @@ import pytest
 import torch
 
 from training.bench import student_layout
-from wavenet import FeatureSpec, Student
-from wavenet.audio import load_audio
+from wavenet import FeatureSpec, Student, load_model
+from wavenet.audio import load_audio, save_audio
 from wavenet.pitch import track_f0
+from wavenet.synthesis import plan_jobs, run_jobs
 from wavenet.synthesis_f0 import SynthesisF0, mel_envelope, shift_f0
 
 SLT = Path(__file__).parent / "data" / "corpus" / "slt" / "slt_0001.wav"
+SHIPPED = Path(__file__).parent.parent / "models" / "default" / "student"
 
 
 def test_the_envelope_keeps_a_smooth_mel_and_drops_a_comb():
@@ -63,3 +65,24 @@ def test_a_mel_far_above_any_audio_still_gives_finite_audio():
     with torch.no_grad():
         made = student.generate(mel, f0=torch.full((1, 4), 150.0), temperature=0.0)
     assert torch.isfinite(made).all()
+
+
+@pytest.mark.parametrize("semitones", [12.0, -12.0])
+def test_the_shipped_student_resynthesises_a_recording_an_octave_away(tmp_path, semitones):
+    """`wavenet synthesize --pitch-shift` on a recording with the shipped default student:
+    the F0 tracked on what it writes is the recording's, times 2^(s / 12), within 3%."""
+    model = load_model(SHIPPED).eval()
+    pitch = SynthesisF0.for_model(model)
+    audio = load_audio(SLT, model.spec.sample_rate)[: 2 * model.spec.sample_rate]
+    source = tmp_path / "slt.wav"
+    save_audio(source, torch.as_tensor(audio), model.spec.sample_rate)
+    written = {}
+    for shift in (0.0, semitones):
+        jobs = plan_jobs(source, tmp_path / f"out_{shift:+g}.wav")
+        run_jobs(model, jobs, temperature=0.0, progress=False, pitch=pitch, pitch_shift=shift)
+        written[shift] = load_audio(jobs[0].target, model.spec.sample_rate)
+    plain, moved = (track_f0(np.asarray(written[s]), model.spec) for s in (0.0, semitones))
+    both = (plain > 0) & (moved > 0)
+    assert both.sum() > 20, "too few voiced frames to judge"
+    ratio = np.median(moved[both] / plain[both])
+    assert abs(ratio - 2 ** (semitones / 12)) < 0.03 * 2 ** (semitones / 12), ratio
