@@ -241,3 +241,16 @@ def test_a_shifted_item_never_gets_more_voiced_noise_than_it_starts_with(resynth
     )  # fmt: skip
     torch.testing.assert_close(both[1][:1], parts(torch.tensor([True]))[1])
     torch.testing.assert_close(both[1][1:], parts(None)[1])
+
+
+@pytest.mark.parametrize("resynthesis", [0, 1])
+def test_an_all_unvoiced_utterance_is_noise_alone(resynthesis):
+    """No voiced frame: no harmonic is fitted (K = 0 in the rounds), the harmonic part is
+    silent and the noise carries the mel."""
+    log_mel, f0 = gliding_voice_then_noise(30)
+    f0 = torch.zeros_like(f0)
+    white = white_noise(1, 30, SPEC, torch.Generator().manual_seed(3))
+    config = SourceConfig(resynthesis=resynthesis)
+    amplitudes, magnitude = training_free_parts(log_mel, f0, torch.zeros(1), white, SPEC, config)
+    assert amplitudes.abs().max() == 0 and magnitude.max() > 0
+    assert harmonic_sum(amplitudes[:, :0], f0, torch.zeros(1), SPEC).abs().max() == 0

@@ -165,6 +165,8 @@ def harmonic_sum(
         Tensor: (B, frames * hop_length), float32.
     """
     batch, harmonics, frames = amplitudes.shape
+    if harmonics == 0:  # no harmonic to sum (an all-unvoiced batch fits none)
+        return amplitudes.new_zeros(batch, frames * spec.hop_length, dtype=torch.float32)
     hop, first = spec.hop_length, math.ceil(frame_centre(spec))
     f0_t, _ = frame_to_samples(f0, hop, frame_centre(spec))
     phi, _ = sample_phase(f0_t, spec.sample_rate, phase)
