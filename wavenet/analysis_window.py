@@ -23,12 +23,12 @@ below 1e-4 for the default spec and are left out, which keeps the reach at 2 fra
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 
 from wavenet import mel_envelope as env
+from wavenet.caching import tensor_cache
 from wavenet.excitation import frame_centre
 from wavenet.features import FeatureSpec
 from wavenet.harmonic_synthesis import pair_ends, pair_ramps
@@ -47,7 +47,7 @@ def _windows(x: torch.Tensor, first: int, count: int, frames: int, fill=0) -> to
     return padded[..., start : start + frames + count - 1].unfold(-1, count, 1)
 
 
-@functools.lru_cache(maxsize=8)
+@tensor_cache(8)
 def pair_tables(spec: FeatureSpec) -> tuple[int, torch.Tensor, torch.Tensor]:
     """(first pair offset d0, L (D, 13, 2), Q (D, 13, 3)): the module docstring's tables, pair
     offsets d0 .. d0 + D - 1, kinds 2 v_left + v_right as `pair_ramps` orders them, + 4 for
@@ -144,7 +144,7 @@ def window_f0(f0: torch.Tensor, spec: FeatureSpec) -> tuple[torch.Tensor, torch.
     return mean[:, 0], beta[:, 0]
 
 
-@functools.lru_cache(maxsize=8)
+@tensor_cache(8)
 def _noise_table(spec: FeatureSpec) -> torch.Tensor:
     """K (2 R + 1, 2 R + 1), R = NOISE_REACH (module docstring), with the interior overlap."""
     hop, n_fft = spec.hop_length, spec.n_fft

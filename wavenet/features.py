@@ -12,13 +12,14 @@ The audio is zero-padded on the right to `frames * hop_length` samples, and by
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Literal
 
 import torch
 import torchaudio
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from wavenet.caching import tensor_cache
 
 __all__ = ["FeatureSpec"]
 
@@ -88,7 +89,7 @@ class FeatureSpec(BaseModel):
         return mel.squeeze(0) if squeeze else mel
 
 
-@functools.lru_cache(maxsize=8)
+@tensor_cache(8)
 def _mel_transform(spec: FeatureSpec, device: str) -> torchaudio.transforms.MelSpectrogram:
     """The torchaudio transform for `spec`, built once per spec and device."""
     return torchaudio.transforms.MelSpectrogram(

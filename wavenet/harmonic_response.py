@@ -30,7 +30,6 @@ low bands, which resolve single harmonics, set each harmonic's own amplitude.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import NamedTuple
 
@@ -38,6 +37,7 @@ import torch
 
 from wavenet import mel_envelope as env
 from wavenet.analysis_window import window_f0
+from wavenet.caching import tensor_cache
 from wavenet.features import FeatureSpec
 
 __all__ = ["BandedResponse", "chirp_gain", "harmonic_amplitudes", "harmonic_response"]
@@ -86,7 +86,7 @@ class BandedResponse(NamedTuple):
         return out.index_put((self.entries,), per_entry).view(batch, harmonics, frames)
 
 
-@functools.lru_cache(maxsize=8)
+@tensor_cache(8)
 def _tables(spec: FeatureSpec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The running sum of R_0's rows (grid + 1, n_mels + WIDTH: the bands past n_mels 0),
     and each row's first and last band above FLOOR of its peak (grid,)."""
@@ -98,7 +98,7 @@ def _tables(spec: FeatureSpec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
     return running, first, last
 
 
-@functools.lru_cache(maxsize=8)
+@tensor_cache(8)
 def _chirp_table(spec: FeatureSpec) -> tuple[torch.Tensor, float]:
     """G_p at sqrt(sweep) = 0, SWEEP_STEP, ... sqrt(MAX_SWEEP), and the spacing cap's factor
     Gamma(1 + p / 2) E^(p / 2) / sum_j |X_0,j|^p (module docstring)."""

@@ -26,11 +26,11 @@ pairs cost nothing.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 
+from wavenet.caching import tensor_cache
 from wavenet.excitation import frame_centre, frame_to_samples, sample_phase
 from wavenet.features import FeatureSpec
 
@@ -58,7 +58,7 @@ def pair_ends(values: torch.Tensor, voiced: torch.Tensor) -> tuple[torch.Tensor,
     return left, right
 
 
-@functools.lru_cache(maxsize=8)
+@tensor_cache(8)
 def _ramp_table(spec: FeatureSpec) -> torch.Tensor:
     """The ramps of the four kinds of pair (4, 2, hop), kind = 2 v_left + v_right."""
     hop, centre = spec.hop_length, frame_centre(spec)

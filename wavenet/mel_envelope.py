@@ -17,12 +17,12 @@ what that leaves out (level changes within the window, noise crossfades).
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 import torchaudio.functional as AF
 
+from wavenet.caching import tensor_cache
 from wavenet.features import FeatureSpec
 
 __all__ = [
@@ -47,7 +47,7 @@ def linear_mel(log_mel: torch.Tensor, spec: FeatureSpec) -> torch.Tensor:
     return torch.where(above, log_mel.exp() - spec.log_floor, 0.0).clamp(min=0)
 
 
-@functools.lru_cache(maxsize=8)
+@tensor_cache(8)
 def mel_filterbank(spec: FeatureSpec) -> torch.Tensor:
     """W (n_mels, n_fft // 2 + 1): the filterbank `FeatureSpec.extract` applies."""
     return AF.melscale_fbanks(
@@ -61,7 +61,7 @@ def mel_filterbank(spec: FeatureSpec) -> torch.Tensor:
     ).T.contiguous()
 
 
-@functools.lru_cache(maxsize=8)
+@tensor_cache(8)
 def stft_window(spec: FeatureSpec) -> torch.Tensor:
     """The periodic Hann window of win_length, centred in n_fft samples (n_fft,), as torch.stft."""
     window = torch.hann_window(spec.win_length, dtype=torch.float64)
@@ -69,7 +69,7 @@ def stft_window(spec: FeatureSpec) -> torch.Tensor:
     return torch.nn.functional.pad(window, (left, spec.n_fft - spec.win_length - left))
 
 
-@functools.lru_cache(maxsize=8)
+@tensor_cache(8)
 def sinusoid_response_table(spec: FeatureSpec) -> torch.Tensor:
     """R on a grid of OVERSAMPLE points per bin, 0 Hz to Nyquist: (grid, n_mels), float32.
 
@@ -105,7 +105,7 @@ def sinusoid_mel_response(freqs: torch.Tensor, spec: FeatureSpec) -> torch.Tenso
     return table[below] * (1 - weight) + table[below + 1] * weight
 
 
-@functools.lru_cache(maxsize=8)
+@tensor_cache(8)
 def _band_centroids(spec: FeatureSpec) -> tuple[torch.Tensor, torch.Tensor]:
     """Each band's centroid as a fractional FFT bin (n_mels,), and its weight sum (n_mels,)."""
     bank = mel_filterbank(spec)
@@ -114,7 +114,7 @@ def _band_centroids(spec: FeatureSpec) -> tuple[torch.Tensor, torch.Tensor]:
     return centroid, weight
 
 
-@functools.lru_cache(maxsize=8)
+@tensor_cache(8)
 def _bin_weights(spec: FeatureSpec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each bin's lower and upper band (bins,) and the upper one's weight, 0 outside
     [f_min, f_max] (bins, 2): `bands_to_bins`'s interpolation."""
@@ -158,7 +158,7 @@ def noise_envelope(mel: torch.Tensor, spec: FeatureSpec, level: torch.Tensor | N
     return bands_to_bins(level, spec).clamp(min=0).pow(1 / spec.power)
 
 
-@functools.lru_cache(maxsize=8)
+@tensor_cache(8)
 def level_to_mel(spec: FeatureSpec) -> torch.Tensor:
     """P (n_mels, n_mels): the mel sum_j W[m, j] S_j^p of noise whose S^p is interpolated
     from the centroid levels L (`bands_to_bins`) is P L: W times the interpolation."""

@@ -23,12 +23,11 @@ Predicted without synthesising (`analysis_window` gives the window's view of eac
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
 from wavenet import mel_envelope as env
 from wavenet.analysis_window import noise_smear, window_moments
+from wavenet.caching import tensor_cache
 from wavenet.features import FeatureSpec
 from wavenet.harmonic_response import BandedResponse
 
@@ -37,7 +36,7 @@ __all__ = ["noise_log_bias", "predicted_mel"]
 BIAS_SEED = 0  # the white noise on which `noise_log_bias` is measured
 
 
-@functools.lru_cache(maxsize=8)
+@tensor_cache(8)
 def noise_log_bias(spec: FeatureSpec) -> torch.Tensor:
     """c = exp(E log mel) / E mel per band (n_mels,) of white noise, from 4 x 256 frames."""
     noise = torch.randn(

@@ -11,13 +11,13 @@ and overlap-added, divided by the summed squared windows (WOLA):
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 from torch import nn
 
 from wavenet import mel_envelope as env
+from wavenet.caching import tensor_cache
 from wavenet.features import FeatureSpec
 
 __all__ = ["filtered_noise", "noise_norm", "noise_std", "white_noise"]
@@ -51,7 +51,7 @@ def _overlap_add(frames: torch.Tensor, hop: int) -> torch.Tensor:
     return out.view(batch, -1)
 
 
-@functools.lru_cache(maxsize=32)
+@tensor_cache(32)
 def _overlap(spec: FeatureSpec, frames: int) -> torch.Tensor:
     """The summed squared windows of `frames` frames (1, (frames - 1) * hop + n_fft)."""
     squares = (env.stft_window(spec) ** 2).float().expand(1, frames, -1)

@@ -33,13 +33,13 @@ source is a deterministic function of (mel, F0, phi_0), the same in a window as 
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import NamedTuple
 
 import torch
 
 from wavenet import mulaw
+from wavenet.caching import tensor_cache
 from wavenet.excitation import (
     TWO_PI,
     frame_centre,
@@ -79,7 +79,7 @@ SOURCE_SCALE = 1e-4
 MEL_CEILING = 20.0
 
 
-@functools.lru_cache(maxsize=1)
+@tensor_cache(1)
 def _white_table() -> torch.Tensor:
     return torch.randn(WHITE_PERIOD, generator=torch.Generator().manual_seed(WHITE_SEED))
 
