@@ -75,6 +75,9 @@ def test_evaluate_writes_a_report_with_both_rows_and_finite_numbers(
         "Griffin-Lim (32 it.)",
     ]
     assert len(report["clips"]) == 2 and all(clip["seconds"] > 0 for clip in report["clips"])
+    for row in report["rows"]:  # each row is the mean of its per-clip scores
+        per_clip = [clip["scores"][row["system"]]["log_mel_l1"] for clip in report["clips"]]
+        assert row["log_mel_l1"] == pytest.approx(sum(per_clip) / len(per_clip))
     for row in report["rows"]:
         assert math.isfinite(row["log_mel_l1"]) and math.isfinite(row["mrstft"])
         for name in ("pesq_wb", "stoi"):

@@ -190,8 +190,9 @@ def score_systems(clips: list[Clip], systems: list[System], spec: FeatureSpec) -
     Griffin-Lim inverts as many frames of each clip as the longest system made of it.
 
     Returns:
-        dict: "rows" (one per system, then Griffin-Lim: system, route, METRICS), "clips"
-        (id, seconds the first system made, complete), "real" (the recordings' own
+        dict: "rows" (one per system, then Griffin-Lim: system, route, METRICS, each the
+        mean over the clips), "clips" (id, seconds the first system made, complete, and
+        "scores": each system's METRICS on that clip, by system), "real" (the recordings' own
         periodicity_voiced, the reference for that column) and "notes" (why a metric is
         missing, with the clips it concerns).
     """
@@ -218,8 +219,9 @@ def score_systems(clips: list[Clip], systems: list[System], spec: FeatureSpec) -
             "id": clip.id,
             "seconds": len(audio) / spec.sample_rate,
             "complete": len(audio) == spec.samples_for(clip.mel.shape[-1]),
+            "scores": {name: scores[index] for name, scores in per_system.items()},
         }
-        for clip, audio in zip(clips, first, strict=True)
+        for index, (clip, audio) in enumerate(zip(clips, first, strict=True))
     ]
     real = [_voiced_periodicity(clip.audio, clip.f0, spec) for clip in clips]
     real = [value for value in real if value is not None]
