@@ -25,10 +25,11 @@ LIMIT_MIB=${LIMIT_MIB:-64}
 MARGIN_MIB=${MARGIN_MIB:-4}
 PYTHON=${PYTHON:-.venv/bin/python}
 # The image has torch, torchaudio, numpy, safetensors, tqdm, pyyaml, scikit-learn and
-# tensorboard (.library/device/KINDS.md), not pydantic or soundfile: these and their needs.
+# tensorboard (.library/device/KINDS.md), not pydantic, soundfile or praat-parselmouth (the
+# F0 tracker of `wavenet prepare`; it needs only numpy): these and their needs.
 # typing-extensions travels too: pydantic needs a newer one than the image may hold.
 PACKAGES=(pydantic pydantic-core annotated-types typing-inspection typing-extensions
-    soundfile cffi pycparser)
+    soundfile cffi pycparser praat-parselmouth)
 
 mib() { awk -v bytes="$1" 'BEGIN { printf "%.1f", bytes / 1048576 }'; }
 

@@ -5,8 +5,8 @@
 # here; scripts/device-unpack.sh then puts what came back into models/default/runs.
 #
 #   1. Install the carried wheels; check that torch sees the GPU and that the jobs import.
-#   2. `wavenet prepare` the carried FLAC corpus with the carried config: the features and
-#      held-out split of the machine that packed it.
+#   2. `wavenet prepare` the carried FLAC corpus with the carried config: the features, F0
+#      (tracked with Praat, as here) and held-out split of the machine that packed it.
 #   3. Each stage resumes from RUNS/<stage> (a fresh run where there is none), as
 #      scripts/train-default-model.sh does, until its share of the budget is over: then
 #      `timeout` sends SIGTERM, the loop finishes its step, saves a checkpoint and exits 143.
@@ -20,9 +20,11 @@
 #   BUDGET_S=480         wall-clock seconds for all of it, from the install to the last part
 #   STAGES=teacher       some of: teacher classifier student (trained in that order); a stage
 #                        gets an equal share of the time left when it starts
-#   TEACHER_CONFIG=training/configs/teacher_gpu.yaml
+#   TEACHER_CONFIG=training/configs/teacher_pitch_gpu.yaml  the pitch-aware teacher, as
+#                        scripts/train-default-model.sh trains it (teacher_gpu.yaml: mel-only)
 #   CLASSIFIER_CONFIG=training/configs/classifier.yaml
-#   STUDENT_CONFIG=training/configs/student_cpu.yaml
+#   STUDENT_CONFIG=training/configs/student_cpu_pitch.yaml  (neither the teacher nor the
+#                        student needs the pitch predictor, which is not trained here)
 #   TEACHER_STEPS, CLASSIFIER_STEPS, STUDENT_STEPS: stop at this step (default: the config's)
 #   DEVICE=cuda          or cpu, for the tests
 #   CARRY=.carry  WHEELS=.whl  RUNS=models/default/runs  WORK=data/device  PYTHON=python3
@@ -33,9 +35,9 @@ cd "$(dirname "$0")/.."
 : "${OUT:?set OUT to the folder whose files come back}"
 BUDGET_S=${BUDGET_S:-480}
 STAGES=${STAGES:-teacher}
-TEACHER_CONFIG=${TEACHER_CONFIG:-training/configs/teacher_gpu.yaml}
+TEACHER_CONFIG=${TEACHER_CONFIG:-training/configs/teacher_pitch_gpu.yaml}
 CLASSIFIER_CONFIG=${CLASSIFIER_CONFIG:-training/configs/classifier.yaml}
-STUDENT_CONFIG=${STUDENT_CONFIG:-training/configs/student_cpu.yaml}
+STUDENT_CONFIG=${STUDENT_CONFIG:-training/configs/student_cpu_pitch.yaml}
 DEVICE=${DEVICE:-cuda}
 CARRY=${CARRY:-.carry}
 WHEELS=${WHEELS:-.whl}
@@ -78,8 +80,9 @@ fi
 if [[ $DEVICE == cuda ]]; then
     "$PYTHON" -c "import torch; print(torch.cuda.get_device_name())"
 fi
-"$PYTHON" -c "import torch, sklearn, soundfile, training.train_teacher, training.train_classifier
-import training.distill
+# parselmouth: prepare tracks F0 with it, and imports it only when it starts tracking.
+"$PYTHON" -c "import torch, sklearn, soundfile, parselmouth, training.train_teacher
+import training.train_classifier, training.distill
 print('torch', torch.__version__, 'on', '$DEVICE', 'ready')"
 
 if [[ ! -f $WORK/prepared/manifest.jsonl ]]; then

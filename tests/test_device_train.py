@@ -19,6 +19,7 @@ from conftest import DATA
 
 from training.carry import CarryError, carry_order, pack_corpus
 from training.dataset_format import read_manifest
+from training.prepare import PrepareConfig
 from training.state import load_state
 from training.train_teacher import train_teacher
 
@@ -40,9 +41,13 @@ def split_of(prepared: Path) -> dict[str, str]:
     return {entry.id: entry.split for entry in read_manifest(prepared)[2]}
 
 
-def test_teacher_gpu_config_resumes_teacher_yaml_runs():
-    cpu = yaml.safe_load((CONFIGS / "teacher.yaml").read_text())
-    gpu = yaml.safe_load((CONFIGS / "teacher_gpu.yaml").read_text())
+@pytest.mark.parametrize(
+    ("cpu_file", "gpu_file"),
+    [("teacher.yaml", "teacher_gpu.yaml"), ("teacher_pitch.yaml", "teacher_pitch_gpu.yaml")],
+)
+def test_teacher_gpu_config_resumes_teacher_yaml_runs(cpu_file, gpu_file):
+    cpu = yaml.safe_load((CONFIGS / cpu_file).read_text())
+    gpu = yaml.safe_load((CONFIGS / gpu_file).read_text())
     kept = ["model", "steps", "lr", "warmup_steps", "lr_half_life", "min_lr", "adam_betas"]
     kept += ["grad_clip", "ema_decay", "quantize_input", "seed"]
     assert {key: gpu[key] for key in kept} == {key: cpu[key] for key in kept}
@@ -79,16 +84,24 @@ def test_a_budget_keeps_the_held_out_set_and_deals_out_the_rest(prepared_corpus,
     assert carried == sorted(e.id for e in order[: part.utterances])
     config = yaml.safe_load((tmp_path / "part" / "prepare.yaml").read_text())
     assert config["val_ids"] == held_out and config["val_fraction"] == 0.25
+    # The device tracks F0 with this machine's tracker settings.
+    assert config["pitch"] == json.loads((prepared_corpus / "pitch_spec.json").read_text())
+    assert PrepareConfig.model_validate(config).pitch.model_dump() == config["pitch"]
     with pytest.raises(CarryError, match="held-out"):
         pack_corpus(CORPUS, prepared_corpus, tmp_path / "none", max_bytes=1000)
 
 
 @pytest.mark.timeout(400)
 def test_device_script_trains_in_its_budget_and_its_state_resumes_here(prepared_corpus, tmp_path):
-    cpu_config = config_file(tmp_path / "cpu.yaml", "tiny.yaml", sample_every=0)
-    # The "GPU" config takes other batches, as teacher_gpu.yaml does teacher.yaml's runs.
+    # A pitch-aware teacher, as the default: it trains on the F0 the device tracks.
+    cpu_config = config_file(tmp_path / "cpu.yaml", "tiny_pitch.yaml", sample_every=0)
+    # The "GPU" config takes other batches, as teacher_pitch_gpu.yaml does teacher_pitch.yaml's.
     gpu_config = config_file(
-        tmp_path / "gpu.yaml", "tiny.yaml", sample_every=0, batch_size=8, checkpoint_every=1000
+        tmp_path / "gpu.yaml",
+        "tiny_pitch.yaml",
+        sample_every=0,
+        batch_size=8,
+        checkpoint_every=1000,
     )
     runs = tmp_path / "runs"
     train_teacher(prepared_corpus, runs / "teacher", cpu_config, steps=4)  # the committed state
@@ -117,8 +130,10 @@ def test_device_script_trains_in_its_budget_and_its_state_resumes_here(prepared_
     assert {u for u, s in device_split.items() if s == "val"} == {
         u for u, s in here_split.items() if s == "val"
     }
+    for name in ("feature_spec.json", "pitch_spec.json"):
+        assert (work / "prepared" / name).read_text() == (prepared_corpus / name).read_text()
     for utt_id in device_split:
-        for kind in ("audio", "mel"):
+        for kind in ("audio", "mel", "f0"):
             carried = np.load(work / "prepared" / kind / f"{utt_id}.npy")
             assert np.array_equal(carried, np.load(prepared_corpus / kind / f"{utt_id}.npy"))
 

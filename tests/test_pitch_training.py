@@ -59,6 +59,7 @@ def config_file(directory: Path, source: Path, **model) -> Path:
 def test_pitch_configs_differ_from_their_mel_only_ones_in_pitch_alone():
     pairs = [
         ("teacher.yaml", "teacher_pitch.yaml"),
+        ("teacher_gpu.yaml", "teacher_pitch_gpu.yaml"),
         ("tiny.yaml", "tiny_pitch.yaml"),
         ("student_cpu.yaml", "student_cpu_pitch.yaml"),
         ("student_tiny.yaml", "student_tiny_pitch.yaml"),
