@@ -7,8 +7,12 @@ inverts the same mel; both are scored against the recording with `training.evalu
 the CPU time of its calls (after a first call that builds its tables), per 10 s of audio.
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/measure_source.py --clips 10 --png /tmp/source.png
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/measure_source.py \
+        --data data/default/prepared --split val --clips 8 --resynthesis 1
 
-Clips: G.722 prompts of one asterisk voice, those of 2-6 s, evenly spaced in name order.
+Clips: G.722 prompts of one asterisk voice, those of 2-6 s, evenly spaced in name order; or,
+with --data, the first clips of a held-out split of a prepared corpus in speaker turns (the
+clips `wavenet evaluate --clips N` scores), with the corpus's tracked F0.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clips", type=int, default=10, help="How many prompts to score.")
     parser.add_argument("--seed", type=int, default=0, help="Phase and noise seed.")
     parser.add_argument("--png", type=Path, help="Write real/source/Griffin-Lim spectrograms.")
+    parser.add_argument("--data", type=Path, help="A prepared corpus instead of the prompts.")
+    parser.add_argument("--split", default="val", help="The corpus's split (val, unseen).")
     for name, field in SourceConfig.model_fields.items():
         flag = "--" + name.replace("_", "-")
         parser.add_argument(flag, type=type(field.default), help=field.description)
@@ -67,11 +73,23 @@ def load_prompts(folder: Path, count: int, rate: int) -> list[tuple[str, np.ndar
     return prompts
 
 
-def synthesise(source: HarmonicNoiseSource, audio: np.ndarray, seed: int):
-    """(source audio, Griffin-Lim audio, f0, CPU seconds of the source) of one recording."""
+def load_split(data: Path, split: str, count: int, spec: FeatureSpec) -> list[tuple]:
+    """The first `count` clips of a prepared corpus's `split`, in speaker turns: (id, audio,
+    tracked F0) each."""
+    from training.eval_clips import load_splits
+
+    splits = load_splits(data, spec, [])
+    if split not in splits:
+        raise SystemExit(f"{data} has no split {split!r} (it has {', '.join(splits)})")
+    return [(clip.id, clip.audio, clip.f0) for clip in splits[split][:count]]
+
+
+def synthesise(source: HarmonicNoiseSource, audio: np.ndarray, seed: int, f0=None):
+    """(source audio, Griffin-Lim audio, f0, CPU seconds of the source) of one recording;
+    F0 tracked here unless given."""
     spec = source.spec
     mel = spec.extract(torch.from_numpy(audio))
-    f0 = torch.from_numpy(track_f0(audio, spec))
+    f0 = torch.from_numpy(track_f0(audio, spec) if f0 is None else np.asarray(f0))
     generator = torch.Generator().manual_seed(seed)
     phase = initial_phase(1, generator)
     with torch.no_grad():
@@ -106,16 +124,22 @@ def render(path: Path, rows: dict[str, np.ndarray], f0: torch.Tensor, spec: Feat
 def main(argv: list[str] | None = None) -> None:
     args = get_parser().parse_args(argv)
     torch.set_num_threads(1)
-    overrides = {n: getattr(args, n) for n in SourceConfig.model_fields if getattr(args, n)}
+    fields = SourceConfig.model_fields
+    overrides = {n: getattr(args, n) for n in fields if getattr(args, n) is not None}
     spec, config = FeatureSpec(), SourceConfig(**overrides)
     source = HarmonicNoiseSource(spec, config).eval()
-    print(f"{args.voice}, {config}")
-    prompts = load_prompts(args.sounds / args.voice, args.clips, spec.sample_rate)
-    synthesise(source, prompts[0][1], args.seed)  # builds the cached tables
+    if args.data is None:
+        print(f"{args.voice}, {config}")
+        prompts = load_prompts(args.sounds / args.voice, args.clips, spec.sample_rate)
+        prompts = [(name, audio, None) for name, audio in prompts]
+    else:
+        print(f"{args.data} {args.split}, {config}")
+        prompts = load_split(args.data, args.split, args.clips, spec)
+    synthesise(source, prompts[0][1], args.seed, prompts[0][2])  # builds the cached tables
     table: dict[str, list[dict]] = {"source": [], "griffin_lim": []}
     cpu, seconds = 0.0, 0.0
-    for number, (name, audio) in enumerate(prompts):
-        made, baseline, f0, clip_cpu = synthesise(source, audio, args.seed)
+    for number, (name, audio, tracked) in enumerate(prompts):
+        made, baseline, f0, clip_cpu = synthesise(source, audio, args.seed, tracked)
         cpu, seconds = cpu + clip_cpu, seconds + len(audio) / spec.sample_rate
         for system, estimate in (("source", made), ("griffin_lim", baseline)):
             values = score(audio, estimate, spec)[0]
