@@ -244,12 +244,11 @@ class InferenceWorker:
             generator=generator,
         )
         if self.pitch is not None:
-            options["f0"] = self.pitch.batch(f0s, [job.pitch_shift for job in batch])
+            shifts = [job.pitch_shift for job in batch]
+            options["f0"] = self.pitch.batch(f0s, shifts)
             phases = [job.phase for job in batch]
             options["phase"] = torch.tensor(phases, dtype=torch.float64, device=self.device)
-            if getattr(self.model, "source", None) is not None:  # a student with a source
-                shifts = [job.pitch_shift != 0 for job in batch]
-                options["shifted"] = torch.tensor(shifts, device=self.device)
+            options |= self.pitch.shift_options(self.model, shifts, self.device)
         autocast = torch.autocast("cuda", torch.float16) if self.autocast else _no_autocast()
         with torch.inference_mode(), autocast:
             yield from self._chunks(mel, speaker, mel_lengths, options, stream=bool(first.on_chunk))

@@ -26,10 +26,10 @@
   that no harmonic explains; raising the noise there would fill the gaps with bands at the
   old pitch's harmonics, and a listener (and a pitch tracker) would hear the old pitch.
 
-Without resynthesis rounds (the default) A and S are a function of the mel and F0 alone, not
-of the phase or the noise: a streamer can compute them once for the utterance and synthesise
-each chunk from them with one frame of context (`harmonic_sum`), where a window of frames
-costs `context_frames` more on each side.
+Without resynthesis rounds A and S are a function of the mel and F0 alone; with them, also
+of the phase and the noise. Either way a streamer computes them once for the utterance and
+synthesises each chunk from them with one frame of context (`harmonic_sum`); a frame's A and
+S depend on `context_frames` frames on each side.
 
 The gains g_k (per harmonic) and g (noise, voiced and unvoiced) are learnable, stored as logs
 and initialised to 1, i.e. to the training-free synthesis, so a student can start its first

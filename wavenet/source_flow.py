@@ -117,18 +117,17 @@ def source_parameters(
     mel: torch.Tensor,
     f0: torch.Tensor,
     phase: torch.Tensor | None = None,
-    start_frame: int = 0,
     shifted: torch.Tensor | None = None,
 ) -> SourceParameters:
-    """g_k A_k and g S of every frame of `mel` (B, n_mels, frames), F0 `f0` (B, frames),
-    with the gains' gradients (`training_free_parts` has nothing to learn). Resynthesis rounds
-    also read `phase` (phi before the first sample, (B,)) and the white noise from table frame
-    `start_frame`; without them neither matters. `shifted` (B,) bool: items whose F0 is
-    shifted from their mel's (`training_free_parts`); None = none."""
+    """g_k A_k and g S of every frame of whole utterances `mel` (B, n_mels, frames), F0 `f0`
+    (B, frames), with the gains' gradients (`training_free_parts` has nothing to learn).
+    Resynthesis rounds also read `phase` (phi before the first sample, (B,)) and the white
+    noise table from its start; without them neither matters. `shifted` (B,) bool: items
+    whose F0 is shifted from their mel's (`training_free_parts`); None = none."""
     spec, config = source.spec, source.config
     white = None
     if config.resynthesis:
-        white = source_white(f0.shape[0], start_frame, start_frame + f0.shape[-1], spec, mel.device)
+        white = source_white(f0.shape[0], 0, f0.shape[-1], spec, mel.device)
     f0 = f0.float()
     with torch.no_grad(), torch.autocast(mel.device.type, enabled=False):
         amplitudes, magnitude = training_free_parts(
@@ -214,7 +213,7 @@ class SourceSteps:
         self.lengths = [frames] * batch if mel_lengths is None else mel_lengths.tolist()
         self.padded = mel_lengths is not None
         if not self.padded:
-            self.parameters = source_parameters(source, mel, f0, phase, 0, shifted)
+            self.parameters = source_parameters(source, mel, f0, phase, shifted)
         else:  # each item on its own frames, zero past its end
             items = [
                 source_parameters(
@@ -222,7 +221,6 @@ class SourceSteps:
                     mel[i : i + 1, :, :length],
                     f0[i : i + 1, :length],
                     phase[i : i + 1],
-                    0,
                     shifted[i : i + 1],
                 )
                 for i, length in enumerate(self.lengths)

@@ -136,8 +136,7 @@ def run_jobs(
         if f0 is not None:
             options["f0"] = pitch.shifted(f0, pitch_shift).unsqueeze(0).to(device)
             mel = pitch.mel_for(mel, pitch_shift)
-            if getattr(model, "source", None) is not None:  # a student with a source
-                options["shifted"] = torch.tensor([pitch_shift != 0], device=device)
+            options |= pitch.shift_options(model, [pitch_shift], device)
         audio = model.generate(
             mel.unsqueeze(0).to(device), speakers, temperature=temperature, **options
         )

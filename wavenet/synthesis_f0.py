@@ -221,6 +221,15 @@ class SynthesisF0:
         itself at 0, else its envelope (module docstring)."""
         return mel if semitones == 0 else mel_envelope(mel)
 
+    @staticmethod
+    def shift_options(model: nn.Module, semitones: list[float], device) -> dict:
+        """{"shifted": (B,) bool, the items shifted by a non-zero number of semitones} for a
+        student with a source, whose rounds then hold those items' voiced noise down
+        (`wavenet.source.training_free_parts`); {} for any other model."""
+        if getattr(model, "source", None) is None:
+            return {}
+        return {"shifted": torch.tensor([s != 0 for s in semitones], device=device)}
+
     def batch(self, f0s: list[torch.Tensor], semitones: list[float]) -> torch.Tensor:
         """Items' F0 (frames_i,) each shifted by its own semitones, zero-padded (unvoiced) to
         the longest: (B, max frames), as a padded batch of mels needs."""
