@@ -33,7 +33,10 @@ source is a deterministic function of (mel, F0, phi_0), the same in a window as 
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import NamedTuple
 
 import torch
@@ -42,15 +45,18 @@ from wavenet import mulaw
 from wavenet.caching import tensor_cache
 from wavenet.excitation import (
     TWO_PI,
+    advance_phase,
     frame_centre,
     frame_to_samples,
     interpolate_voiced,
     sample_phase,
 )
 from wavenet.features import FeatureSpec
+from wavenet.parallel import submit
 from wavenet.source import (
     HarmonicNoiseSource,
     SourceOutput,
+    context_frames,
     filtered_noise,
     harmonic_sum,
     noise_std,
@@ -58,11 +64,14 @@ from wavenet.source import (
 )
 
 __all__ = [
+    "PIECE_FRAMES",
     "SOURCE_SCALE",
     "WHITE_PERIOD",
     "SourceParameters",
     "SourceSteps",
     "noise_reach",
+    "pieces",
+    "piecewise_parameters",
     "source_outputs",
     "source_parameters",
     "source_shift_scale",
@@ -77,6 +86,9 @@ SOURCE_SCALE = 1e-4
 # Log-mels of audio in [-1, 1] stay below ~3 (a full-scale sine: 2.3); a sent mel far above
 # that would overflow exp() in the source's fit (float32 beyond ~88) and make NaN audio.
 MEL_CEILING = 20.0
+# Frames of source parameters computed together (`pieces`): 4.1 s, so that a long utterance's
+# pieces run side by side on a pool, each with 2 x 11 frames of context (the default source).
+PIECE_FRAMES = 256
 
 
 @tensor_cache(1)
@@ -118,16 +130,18 @@ def source_parameters(
     f0: torch.Tensor,
     phase: torch.Tensor | None = None,
     shifted: torch.Tensor | None = None,
+    start: int = 0,
 ) -> SourceParameters:
     """g_k A_k and g S of every frame of whole utterances `mel` (B, n_mels, frames), F0 `f0`
     (B, frames), with the gains' gradients (`training_free_parts` has nothing to learn).
     Resynthesis rounds also read `phase` (phi before the first sample, (B,)) and the white
-    noise table from its start; without them neither matters. `shifted` (B,) bool: items
-    whose F0 is shifted from their mel's (`training_free_parts`); None = none."""
+    noise table from frame `start` on (where `mel` begins in a longer utterance); without
+    them neither matters. `shifted` (B,) bool: items whose F0 is shifted from their mel's
+    (`training_free_parts`); None = none."""
     spec, config = source.spec, source.config
     white = None
     if config.resynthesis:
-        white = source_white(f0.shape[0], 0, f0.shape[-1], spec, mel.device)
+        white = source_white(f0.shape[0], start, start + f0.shape[-1], spec, mel.device)
     f0 = f0.float()
     with torch.no_grad(), torch.autocast(mel.device.type, enabled=False):
         amplitudes, magnitude = training_free_parts(
@@ -136,6 +150,63 @@ def source_parameters(
     gains = source.log_harmonic_gain.exp().view(1, -1, 1)
     noise_gain = source.log_noise_gain.exp()[(f0 > 0).long()].unsqueeze(1)
     return SourceParameters(amplitudes * gains, magnitude * noise_gain)
+
+
+def pieces(frames: int, context: int) -> list[tuple[int, int, int, int]]:
+    """(first, start, stop, last) of each piece of `frames` frames whose source parameters
+    are computed together: frames [start, stop), PIECE_FRAMES at most, computed on
+    [first, last), `context` frames wider each side where the utterance has them. Fixed by
+    the length alone, so the parameters do not depend on how many threads computed them."""
+    bounds = range(0, frames, PIECE_FRAMES)
+    return [
+        (max(start - context, 0), start, stop, min(stop + context, frames))
+        for start in bounds
+        for stop in [min(start + PIECE_FRAMES, frames)]
+    ]
+
+
+def piecewise_parameters(
+    source: HarmonicNoiseSource,
+    mel: torch.Tensor,
+    f0: torch.Tensor,
+    phase: torch.Tensor,
+    shifted: torch.Tensor,
+    pool: ThreadPoolExecutor | None = None,
+) -> Callable[[int, int], SourceParameters]:
+    """`source_parameters` of whole utterances, computed piece by piece (`pieces`), each on
+    its window with the context its frames depend on (`wavenet.source.context_frames`), so
+    that every frame equals the whole computation's to float rounding. With a `pool` the
+    pieces are computed there, all submitted at once; the returned function gives frames
+    [start, stop), waiting for the pieces they lie in."""
+    spec = source.spec
+    context = context_frames(spec, source.config)
+    parts = []
+    for first, start, stop, last in pieces(f0.shape[-1], context):
+        at_start = advance_phase(f0, spec, phase, 0, start)
+        window_f0 = f0[:, first:last]
+        window_phase = _window_phase(window_f0, spec, at_start, (start - first) * spec.hop_length)
+        keep = slice(start - first, stop - first)
+        window = (mel[..., first:last], window_f0, window_phase, shifted, first)
+        job = functools.partial(_kept_frames, keep, source, *window)
+        parts.append((start, stop, submit(pool, job) if pool else job()))
+
+    def frames(start: int, stop: int) -> SourceParameters:
+        wanted = [
+            (part.result() if isinstance(part, Future) else part).frames(
+                slice(None), max(start, low) - low, min(stop, high) - low
+            )
+            for low, high, part in parts
+            if low < stop and start < high
+        ]
+        if len(wanted) == 1:
+            return wanted[0]
+        return SourceParameters(*(torch.cat(values, -1) for values in zip(*wanted, strict=True)))
+
+    return frames
+
+
+def _kept_frames(keep: slice, *arguments) -> SourceParameters:
+    return source_parameters(*arguments).frames(slice(None), keep.start, keep.stop)
 
 
 def _window_phase(
@@ -191,6 +262,8 @@ class SourceSteps:
             (`wavenet.source.training_free_parts`); None = none.
         phase (Tensor | None): phi_0 (B,), the excitation's phase before the first sample,
             which resynthesis rounds read; None = 0.
+        pool (ThreadPoolExecutor | None): Where the parameters' pieces are computed
+            (`piecewise_parameters`); None = here, now.
     """
 
     def __init__(
@@ -201,6 +274,7 @@ class SourceSteps:
         mel_lengths: torch.Tensor | None = None,
         shifted: torch.Tensor | None = None,
         phase: torch.Tensor | None = None,
+        pool: ThreadPoolExecutor | None = None,
     ):
         self.source, self.f0 = source, f0.float()
         batch, frames = f0.shape
@@ -213,24 +287,27 @@ class SourceSteps:
         self.lengths = [frames] * batch if mel_lengths is None else mel_lengths.tolist()
         self.padded = mel_lengths is not None
         if not self.padded:
-            self.parameters = source_parameters(source, mel, f0, phase, shifted)
-        else:  # each item on its own frames, zero past its end
-            items = [
-                source_parameters(
+            self._items = [piecewise_parameters(source, mel, f0, phase, shifted, pool)]
+        else:  # each item on its own frames
+            self._items = [
+                piecewise_parameters(
                     source,
                     mel[i : i + 1, :, :length],
                     f0[i : i + 1, :length],
                     phase[i : i + 1],
                     shifted[i : i + 1],
+                    pool,
                 )
                 for i, length in enumerate(self.lengths)
             ]
-            self.parameters = SourceParameters(
-                *(
-                    torch.cat([_pad_frames(p, frames) for p in part])
-                    for part in zip(*items, strict=True)
-                )
-            )
+
+    def _parameters(self, rows, start: int, stop: int) -> SourceParameters:
+        """Frames [start, stop) of rows `rows` (a slice of all rows, or indices of items of a
+        padded batch whose frames reach `stop`)."""
+        if not self.padded:
+            return self._items[0](start, stop).frames(rows, 0, stop - start)
+        parts = [self._items[item](start, stop) for item in rows.tolist()]
+        return SourceParameters(*(torch.cat(values) for values in zip(*parts, strict=True)))
 
     def shift_scale(
         self, phase: torch.Tensor | None, start: int = 0, stop: int | None = None
@@ -276,7 +353,7 @@ class SourceSteps:
         spec = self.source.spec
         hop, reach = spec.hop_length, noise_reach(spec)
         first, last = max(start - reach, 0), min(stop + reach, horizon)
-        parameters = self.parameters.frames(rows, first, last)
+        parameters = self._parameters(rows, first, last)
         f0 = self.f0[rows]
         before, after = max(start - 1, 0), min(stop + 1, horizon)
         harmonic_phase = _window_phase(

@@ -9,6 +9,7 @@ All T samples come out of one parallel pass. Outputs live in the companded (mu-l
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from typing import Literal
@@ -23,6 +24,7 @@ from wavenet.excitation import advance_phase
 from wavenet.features import FeatureSpec
 from wavenet.flow import FlowWaveNet, sample_logistic
 from wavenet.flow_inference import PreparedFlow, prepare_flow, sample_flows
+from wavenet.parallel import in_order, window_pool
 from wavenet.source import HarmonicNoiseSource, SourceConfig
 from wavenet.source_flow import SourceSteps, source_shift_scale
 from wavenet.stack import StackConfig
@@ -263,6 +265,11 @@ class Student(ConditionedModel):
             window         [==== context ==|=== chunk ===)
             phase          phi(first) --advance--> phi(next first)
 
+        Since no window reads another's output, on a CPU with several torch threads the
+        windows run side by side, one per thread (`wavenet.parallel`), as do the pieces of
+        the source's parameters (`wavenet.source_flow.pieces`); the chunks come out in order
+        and equal one thread's.
+
         Args:
             mel (Tensor): Log-mel frames (B, n_mels, frames).
             speaker (Tensor | None): Speaker ids (B,), or None.
@@ -296,17 +303,27 @@ class Student(ConditionedModel):
         # On CPU the flows run as matrix products on one buffer (measured faster there); the
         # weights are arranged once for all chunks.
         prepared = [prepare_flow(flow) for flow in self.flows] if device.type == "cpu" else None
-        # The source's frame-rate parameters once for the utterance; each window synthesises.
+        # Windows are independent: on a CPU with several torch threads they run side by side,
+        # and so do the pieces of the source's frame-rate parameters; each window synthesises.
+        pool = window_pool(device)
         source_steps = self.source and SourceSteps(
-            self.source, mel, f0, mel_lengths, shifted, phase
+            self.source, mel, f0, mel_lengths, shifted, phase, pool
         )
-        for start in range(0, num_frames, frames_per_chunk):
-            stop = min(start + frames_per_chunk, num_frames)
+
+        def chunk(start: int, stop: int, phase: torch.Tensor | None) -> torch.Tensor:
             first = max(start - context, 0)
             window = self.conditioner.window(frames, bias, first, stop)
             e, _ = self.excitation_signal(f0, phase, num_frames, first, stop)
             source = source_steps and source_steps.shift_scale(phase, first, stop)
             x = self.sample(z[:, first * hop : stop * hop], window, prepared, e, source)
-            yield mulaw.expand(x[:, (start - first) * hop :]).clamp(-1.0, 1.0)
-            if f0 is not None:
-                phase = advance_phase(f0, self.spec, phase, first, max(stop - context, 0))
+            return mulaw.expand(x[:, (start - first) * hop :]).clamp(-1.0, 1.0)
+
+        def chunks(phase: torch.Tensor | None) -> Iterator:
+            for start in range(0, num_frames, frames_per_chunk):
+                stop = min(start + frames_per_chunk, num_frames)
+                yield functools.partial(chunk, start, stop, phase)
+                if f0 is not None:  # the phase before the next chunk's first frame
+                    first, next_first = max(start - context, 0), max(stop - context, 0)
+                    phase = advance_phase(f0, self.spec, phase, first, next_first)
+
+        yield from in_order(pool, chunks(phase))
