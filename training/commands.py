@@ -284,7 +284,9 @@ def _add_spectrogram(commands) -> None:
     )
     spectrogram.add_argument("--data", required=True, help="prepared corpus or folder of audio")
     spectrogram.add_argument("--out", required=True, help="PNG file to write")
-    spectrogram.add_argument("--clip", help="id of the held-out clip (default: the first)")
+    spectrogram.add_argument(
+        "--clip", help="id of a held-out clip, val or unseen (default: the first val clip)"
+    )
     spectrogram.add_argument(
         "--max-seconds", type=float, default=300.0, help="time budget for a teacher's sampling"
     )

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from training.config import ConfigError
-from training.evaluate import griffin_lim, load_clips
+from training.evaluate import griffin_lim, load_splits
 from training.metrics import periodicity
 from training.sampling import vocode
 from wavenet.checkpoint import atomic_write_bytes, load_model
@@ -89,9 +89,10 @@ def spectrogram_rows(
         if model.spec != spec:
             raise ConfigError(f"{path}: its FeatureSpec differs from {models[0]}'s")
     pitch = _tracker_pitch(models, loaded)
-    clips, _ = load_clips(Path(data), spec, list(loaded[0].config.speakers), pitch)
-    if clip_id is not None:
-        clips = [clip for clip in clips if clip.id == clip_id]
+    splits = load_splits(Path(data), spec, list(loaded[0].config.speakers), pitch)
+    clips = next(iter(splits.values()))  # by default the first clip of the first split
+    if clip_id is not None:  # any held-out split's (val, or an unseen speaker's)
+        clips = [clip for split in splits.values() for clip in split if clip.id == clip_id]
         if not clips:
             raise ConfigError(f"{data}: no held-out clip has the id {clip_id!r}")
     clip = clips[0]
