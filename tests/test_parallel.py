@@ -132,3 +132,20 @@ def test_a_stream_on_two_threads_is_the_stream_on_one(monkeypatch):
     for mine, theirs in zip(two, one, strict=True):
         torch.testing.assert_close(mine, theirs, rtol=1e-6, atol=1e-6)
         assert theirs.abs().amax() > 0.01
+
+
+def test_a_forked_process_makes_its_own_pool(two_threads):
+    """A child forked after the parent made its pool cannot use the parent's threads: it gets
+    a pool of its own, and a stream there still runs."""
+    import multiprocessing
+
+    parent = window_pool("cpu")
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as children:
+        child_ran, same = children.apply_async(_child_pool_runs, (id(parent),)).get(timeout=60)
+    assert child_ran and not same
+
+
+def _child_pool_runs(parent_id):
+    pool = window_pool("cpu")
+    return list(in_order(pool, [lambda: 7, lambda: 8])) == [7, 8], id(pool) == parent_id

@@ -15,6 +15,7 @@ its jobs under the caller's grad and inference modes (both are per-thread in tor
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -27,7 +28,7 @@ __all__ = ["in_order", "submit", "window_pool"]
 
 T = TypeVar("T")
 
-_pools: dict[int, ThreadPoolExecutor] = {}
+_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}  # by (process id, threads)
 _lock = threading.Lock()
 
 
@@ -40,12 +41,15 @@ def window_pool(device: torch.device | str) -> ThreadPoolExecutor | None:
     threads = torch.get_num_threads()
     if torch.device(device).type != "cpu" or threads <= 1:
         return None
+    # Keyed by process too: a process forked from one that made a pool inherits the dict but
+    # not the pool's threads.
+    key = (os.getpid(), threads)
     with _lock:
-        if threads not in _pools:
-            _pools[threads] = ThreadPoolExecutor(
+        if key not in _pools:
+            _pools[key] = ThreadPoolExecutor(
                 threads, thread_name_prefix="wavenet-window", initializer=_single_threaded
             )
-        return _pools[threads]
+        return _pools[key]
 
 
 def submit(pool: ThreadPoolExecutor, job: Callable[[], T]) -> Future[T]:
