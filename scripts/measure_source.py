@@ -36,7 +36,7 @@ from wavenet.pitch import track_f0
 from wavenet.source import HarmonicNoiseSource, SourceConfig
 
 SOUNDS = Path("/usr/share/asterisk/sounds")
-METRICS = ("pesq_wb", "stoi", "log_mel_l1", "mrstft", "periodicity")
+METRICS = ("pesq_wb", "stoi", "log_mel_l1", "mrstft", "periodicity", "noise_floor_db")
 
 
 def get_parser() -> argparse.ArgumentParser:
