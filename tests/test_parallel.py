@@ -80,25 +80,25 @@ def test_pieces_cover_the_frames_once_with_context_inside_the_utterance(monkeypa
     assert pieces(25, 3) == [(0, 0, 10, 13), (7, 10, 20, 23), (17, 20, 25, 25)]
 
 
-@pytest.mark.parametrize("resynthesis", [0, 1])
+@pytest.mark.parametrize("resynthesis, gate", [(0, 0), (1, 0), (1, 5)])
 @pytest.mark.parametrize("pooled", [False, True])
 def test_parameters_in_pieces_equal_the_whole_utterances(
-    monkeypatch, two_threads, resynthesis, pooled
+    monkeypatch, two_threads, resynthesis, gate, pooled
 ):
     """Each piece on its window with the source's context gives the whole computation's
     amplitudes and noise magnitudes (float rounding), on a pool or here; a window that
     straddles pieces is stitched from both."""
     monkeypatch.setattr(source_flow, "PIECE_FRAMES", 16)
-    settings = SourceConfig(resynthesis=resynthesis)
+    settings = SourceConfig(resynthesis=resynthesis, gate_iterations=gate)
     student = pitch_student(source="harmonic", source_settings=settings)
-    _, mel, f0, phase = voiced_inputs(student.spec, frames=50, batch=2)
+    _, mel, f0, phase = voiced_inputs(student.spec, frames=80, batch=2)
     shifted = torch.zeros(2, dtype=torch.bool)
     with torch.no_grad():
         whole = source_parameters(student.source, mel, f0, phase, shifted)
         frames = piecewise_parameters(
             student.source, mel, f0, phase, shifted, window_pool("cpu") if pooled else None
         )
-        for start, stop in [(0, 50), (3, 14), (12, 37), (40, 50)]:
+        for start, stop in [(0, 80), (3, 14), (12, 37), (40, 80)]:
             part = frames(start, stop)
             for mine, theirs in zip(part, whole, strict=True):
                 torch.testing.assert_close(mine, theirs[..., start:stop], rtol=1e-5, atol=1e-9)

@@ -227,9 +227,12 @@ def test_source_student_padded_batch_equals_each_item_alone(resynthesis):
         torch.testing.assert_close(batch[rows, : length * spec.hop_length], alone)
 
 
-def test_source_student_streams_what_one_whole_pass_gives_with_resynthesis():
-    """Resynthesis rounds make the parameters depend on the phase and noise: per window."""
-    student = pitch_student(source="harmonic", source_settings=SourceConfig(resynthesis=1))
+@pytest.mark.parametrize("gate", [0, 5])
+def test_source_student_streams_what_one_whole_pass_gives_with_resynthesis(gate):
+    """Resynthesis rounds make the parameters depend on the phase and noise, and the noise
+    gate reads frames around each block: the windows still equal the whole."""
+    settings = SourceConfig(resynthesis=1, gate_iterations=gate)
+    student = pitch_student(source="harmonic", source_settings=settings)
     spec = student.spec
     _, mel, f0, phase = voiced_inputs(spec, frames=20)
     generator = torch.Generator().manual_seed(3)

@@ -20,6 +20,10 @@
   `FeatureSpec.extract` (what the prediction leaves out: the interplay of harmonics and
   noise, fades, glides beyond a linear chirp).
 - A mel at the log floor gives A = 0 and S = 0: exact silence.
+- The noise gate (`gate_iterations` > 0, `wavenet.noise_gate`): the noise is multiplied per
+  hop block by G = min(1, sqrt(ratio b / p)), b the block's energy deconvolved from the
+  frames' (a silent frame's mel reads a neighbouring onset through the window), p the
+  noise's; it keeps the noise out of the silence beside speech. Applied after the rounds.
 - A shifted item (its F0 moved away from the pitch its mel was recorded at, the mel replaced
   by its envelope, `wavenet.synthesis_f0`): its voiced frames' noise is only ever lowered
   by the rounds (r clamped at 1). The envelope claims energy between the shifted harmonics
@@ -53,6 +57,7 @@ from wavenet.features import FeatureSpec
 from wavenet.harmonic_response import harmonic_amplitudes, harmonic_response
 from wavenet.harmonic_synthesis import harmonic_sum
 from wavenet.mel_prediction import predicted_mel
+from wavenet.noise_gate import apply_gate, gate_reach, noise_gate
 from wavenet.noise_synthesis import filtered_noise, noise_std, white_noise
 
 __all__ = [
@@ -63,7 +68,9 @@ __all__ = [
     "context_frames",
     "filtered_noise",
     "harmonic_sum",
+    "noise_output",
     "noise_std",
+    "source_gate",
     "training_free_parts",
     "white_noise",
 ]
@@ -88,6 +95,14 @@ class SourceConfig(BaseModel):
     # Measured with scripts/measure_source.py: 0.1 scores above 0.03 and 0.3.
     voiced_noise: float = Field(0.1, ge=0, description="Noise share in voiced frames.")
     unvoiced_noise: float = Field(1.0, ge=0, description="Noise share in unvoiced frames.")
+    # wavenet/noise_gate.py; scripts/measure_source.py (24 clips a split): 5 steps and ratio 4
+    # took the seen speakers' noise floor from +6.8 to +1.9 dB, PESQ-WB 2.671 -> 2.680.
+    gate_iterations: int = Field(
+        0, ge=0, description="Deconvolution steps of the noise gate; 0 = no gate."
+    )
+    gate_ratio: float = Field(
+        4.0, gt=0, description="Noise energy the gate lets through, times the block's."
+    )
 
 
 class SourceOutput(NamedTuple):
@@ -123,7 +138,8 @@ def context_frames(spec: FeatureSpec, config: SourceConfig) -> int:
     left = (spec.n_fft - spec.hop_length) // 2
     reach = math.ceil(max(left, spec.n_fft - left - spec.hop_length) / spec.hop_length)
     predicted = config.refinements * max(window, NOISE_REACH)
-    return window + predicted + config.resynthesis * (reach + max(reach, 1)) + 1
+    gate = gate_reach(config.gate_iterations) if config.gate_iterations else 0
+    return window + predicted + config.resynthesis * (reach + max(reach, 1)) + gate + 1
 
 
 def _harmonics_needed(f0: torch.Tensor, spec: FeatureSpec, config: SourceConfig) -> int:
@@ -235,10 +251,33 @@ class HarmonicNoiseSource(nn.Module):
             amplitudes, magnitude = training_free_parts(
                 log_mel.float(), f0, phase, white, self.spec, self.config
             )
+            gate = source_gate(log_mel.float(), magnitude, self.spec, self.config)
         harmonic_gain = self.log_harmonic_gain.exp().view(1, -1, 1)
         harmonic = harmonic_sum(amplitudes * harmonic_gain, f0, phase, self.spec)
         magnitude = magnitude * self.log_noise_gain.exp()[(f0 > 0).long()].unsqueeze(1)
-        noise = filtered_noise(magnitude, white, self.spec)
-        every = torch.ones_like(f0, dtype=torch.bool)
-        std, _ = interpolate_voiced(noise_std(magnitude, self.spec), every, self.spec.hop_length)
-        return SourceOutput(harmonic, noise, std)
+        return noise_output(harmonic, magnitude, gate, white, self.spec)
+
+
+def source_gate(
+    log_mel: torch.Tensor, magnitude: torch.Tensor, spec: FeatureSpec, config: SourceConfig
+) -> torch.Tensor:
+    """The noise gate G (B, 1, frames) of `wavenet.noise_gate`, ones without one."""
+    if not config.gate_iterations:
+        return magnitude.new_ones(magnitude.shape[0], 1, magnitude.shape[-1])
+    return noise_gate(log_mel, magnitude, spec, config.gate_iterations, config.gate_ratio)
+
+
+def noise_output(
+    harmonic: torch.Tensor,
+    magnitude: torch.Tensor,
+    gate: torch.Tensor,
+    white: torch.Tensor,
+    spec: FeatureSpec,
+) -> SourceOutput:
+    """The source's parts from its harmonics and its noise's magnitudes, gate and white noise."""
+    noise = apply_gate(filtered_noise(magnitude, white, spec), gate, spec)
+    every = torch.ones(magnitude.shape[0], magnitude.shape[-1], dtype=torch.bool)
+    std, _ = interpolate_voiced(
+        noise_std(magnitude, spec), every.to(magnitude.device), spec.hop_length
+    )
+    return SourceOutput(harmonic, noise, apply_gate(std, gate, spec))

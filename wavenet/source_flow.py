@@ -48,10 +48,10 @@ from wavenet.excitation import (
     advance_phase,
     frame_centre,
     frame_to_samples,
-    interpolate_voiced,
     sample_phase,
 )
 from wavenet.features import FeatureSpec
+from wavenet.noise_gate import apply_gate
 from wavenet.parallel import submit
 from wavenet.source import (
     HarmonicNoiseSource,
@@ -59,7 +59,8 @@ from wavenet.source import (
     context_frames,
     filtered_noise,
     harmonic_sum,
-    noise_std,
+    noise_output,
+    source_gate,
     training_free_parts,
 )
 
@@ -118,6 +119,7 @@ class SourceParameters(NamedTuple):
 
     amplitudes: torch.Tensor  # g_k A_k (B, K, frames)
     magnitude: torch.Tensor  # g S (B, n_fft // 2 + 1, frames)
+    gate: torch.Tensor  # the noise's gate G (B, 1, frames), `wavenet.noise_gate`
 
     def frames(self, rows, start: int, stop: int) -> SourceParameters:
         """Rows `rows` (a slice or indices), frames [start, stop)."""
@@ -144,12 +146,14 @@ def source_parameters(
         white = source_white(f0.shape[0], start, start + f0.shape[-1], spec, mel.device)
     f0 = f0.float()
     with torch.no_grad(), torch.autocast(mel.device.type, enabled=False):
+        log_mel = mel.float().clamp(max=MEL_CEILING)
         amplitudes, magnitude = training_free_parts(
-            mel.float().clamp(max=MEL_CEILING), f0, phase, white, spec, config, shifted
+            log_mel, f0, phase, white, spec, config, shifted
         )
+        gate = source_gate(log_mel, magnitude, spec, config)
     gains = source.log_harmonic_gain.exp().view(1, -1, 1)
     noise_gain = source.log_noise_gain.exp()[(f0 > 0).long()].unsqueeze(1)
-    return SourceParameters(amplitudes * gains, magnitude * noise_gain)
+    return SourceParameters(amplitudes * gains, magnitude * noise_gain, gate)
 
 
 def pieces(frames: int, context: int) -> list[tuple[int, int, int, int]]:
@@ -235,12 +239,8 @@ def source_outputs(
     f0 = f0.float()
     harmonic = harmonic_sum(parameters.amplitudes, f0, phase, spec)
     batch, frames = f0.shape
-    noise = filtered_noise(
-        parameters.magnitude, source_white(batch, 0, frames, spec, mel.device), spec
-    )
-    every = torch.ones_like(f0, dtype=torch.bool)
-    std, _ = interpolate_voiced(noise_std(parameters.magnitude, spec), every, spec.hop_length)
-    return SourceOutput(harmonic, noise, std)
+    white = source_white(batch, 0, frames, spec, mel.device)
+    return noise_output(harmonic, parameters.magnitude, parameters.gate, white, spec)
 
 
 def _pad_frames(values: torch.Tensor, frames: int) -> torch.Tensor:
@@ -362,7 +362,7 @@ class SourceSteps:
         amplitudes = parameters.amplitudes[..., before - first : after - first]
         harmonic = harmonic_sum(amplitudes, f0[:, before:after], harmonic_phase, spec)
         white = source_white(f0.shape[0], first, last, spec, f0.device)
-        noise = filtered_noise(parameters.magnitude, white, spec)
+        noise = apply_gate(filtered_noise(parameters.magnitude, white, spec), parameters.gate, spec)
         samples = (stop - start) * hop
         harmonic = harmonic.narrow(-1, (start - before) * hop, samples)
         noise = noise.narrow(-1, (start - first) * hop, samples)
