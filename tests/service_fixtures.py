@@ -148,8 +148,10 @@ def save_pitch_checkpoints(directory: Path) -> tuple[Path, Path]:
     spec = tiny_spec(**PITCH_SPEC)
     excitation = ExcitationSpec(harmonics=3, f0_max=1000.0)
     # The shipped layout's source (training/configs/student_cpu_pitch.yaml): refinement and
-    # resynthesis rounds, so a shifted request's voiced noise must be held down (`shifted`).
-    source = dict(source="harmonic", source_settings=SourceConfig(resynthesis=1))
+    # resynthesis rounds, so a shifted request's voiced noise must be held down (`shifted`),
+    # and the noise gate.
+    settings = SourceConfig(resynthesis=1, gate_iterations=5)
+    source = dict(source="harmonic", source_settings=settings)
     student = tiny_student(spec=spec, excitation=excitation, pitch=PitchSpec(), **source)
     torch.manual_seed(5)
     predictor = PitchPredictor(PitchPredictorConfig(channels=8, dilations=[1, 2]), spec).eval()
