@@ -101,3 +101,16 @@ def prepared_corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("prepared") / "corpus"
     prepare(DATA / "corpus", out, val_fraction=0.25)
     return out
+
+
+@pytest.fixture(scope="session")
+def prepared_with_unseen(tmp_path_factory) -> Path:
+    """tests/data/corpus prepared with slt kept out of training (the unseen split), once per
+    session; a quarter of the rest held out. Tests read it and must not change it."""
+    from training.prepare import prepare
+
+    root = tmp_path_factory.mktemp("unseen")
+    config = root / "prepare.yaml"
+    config.write_text("unseen_speakers: [slt]\nval_fraction: 0.25\n")
+    prepare(DATA / "corpus", root / "prepared", config)
+    return root / "prepared"

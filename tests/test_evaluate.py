@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import DATA, tiny_teacher_config, write_tone
+from conftest import tiny_teacher_config, write_tone
 
 from training import metrics
 from training.dataset import load_prepared
@@ -20,7 +20,6 @@ from training.evaluate import (
     markdown_table,
     teacher_nll,
 )
-from training.prepare import prepare
 from wavenet import Teacher, load_model, save_model
 from wavenet.cli import main
 
@@ -96,11 +95,8 @@ def test_evaluate_writes_a_report_with_both_rows_and_finite_numbers(
     assert table == markdown_table(report) + "\n"
 
 
-def test_evaluate_scores_seen_and_unseen_speakers_apart(tmp_path_factory, tmp_path):
-    config = tmp_path / "prepare.yaml"
-    config.write_text("unseen_speakers: [slt]\nval_fraction: 0.25\n")
-    data = tmp_path_factory.mktemp("unseen") / "prepared"
-    prepare(DATA / "corpus", data, config)
+def test_evaluate_scores_seen_and_unseen_speakers_apart(prepared_with_unseen, tmp_path):
+    data = prepared_with_unseen
     corpus = load_prepared(data)
     torch.manual_seed(0)
     teacher = Teacher(tiny_teacher_config(speakers=corpus.speakers), corpus.spec)

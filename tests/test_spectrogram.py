@@ -7,12 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import DATA, tiny_student_config, tiny_teacher_config
+from conftest import tiny_student_config, tiny_teacher_config
 
 from training.dataset import load_prepared
 from training.eval_clips import clip_phase
 from training.metrics import periodicity
-from training.prepare import prepare
 from training.spectrogram import spectrogram_rows
 from wavenet import Student, Teacher, load_model, save_model
 from wavenet.cli import main
@@ -133,12 +132,9 @@ def test_the_f0_and_phase_given_are_the_clips_and_drawn_at_frame_centres(
     np.testing.assert_allclose(made_audio, expected[: len(made_audio)], atol=1e-6)
 
 
-def test_spectrogram_draws_a_clip_of_the_unseen_speaker(tmp_path_factory, tmp_path, capsys):
+def test_spectrogram_draws_a_clip_of_the_unseen_speaker(prepared_with_unseen, tmp_path, capsys):
     """--clip finds a held-out clip of either split: here one of a speaker kept out."""
-    config = tmp_path / "prepare.yaml"
-    config.write_text("unseen_speakers: [slt]\nval_fraction: 0.25\n")
-    data = tmp_path_factory.mktemp("unseen") / "prepared"
-    prepare(DATA / "corpus", data, config)
+    data = prepared_with_unseen
     corpus = load_prepared(data)
     torch.manual_seed(0)
     student = Student(tiny_student_config(speakers=corpus.speakers), corpus.spec)
