@@ -3,9 +3,9 @@
 A student's stream is a sequence of windows that depend on nothing computed by another
 window (each recomputes its own context), so on a CPU with several threads for torch they
 can run at once. The small matrix products and element-wise passes of one window use two
-intra-op threads poorly (measured on the 2-core development machine: a 10 s utterance's
-flows took 0.62 s with one thread, 0.57 s with two); one window per thread, each running
-single-threaded, took 0.36 s.
+intra-op threads poorly (measured on the 2-core development machine with the two-flow
+student: a 10 s utterance's windows took 0.62 s with one thread, 0.57 s with two); one
+window per thread, each running single-threaded, took 0.36 to 0.39 s.
 
 `window_pool` gives the process's pool of `torch.get_num_threads()` workers (None where one
 thread or a non-CPU device leaves nothing to share out), `in_order` runs jobs on it and
@@ -70,8 +70,9 @@ def in_order(
     and not yet yielded (default: twice the workers), or one by one here without a pool.
 
     Jobs are taken from `jobs` only as room frees up, so a job may be built from state the
-    previous jobs' construction advanced (a phase running on from window to window). A
-    consumer that stops early leaves the submitted jobs to finish and discards them.
+    previous jobs' construction advanced (a phase running on from window to window). When
+    the consumer stops early, submitted jobs not yet started are cancelled; running ones
+    finish and their results are dropped.
     """
     if pool is None:
         for job in jobs:

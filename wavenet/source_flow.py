@@ -17,8 +17,9 @@ The source comes in two steps (`SourceSteps`): frame-rate parameters (harmonic a
 and noise magnitudes, gains applied), then their synthesis at sample rate. The parameters
 are a function of the mel, F0 and the initial phase phi_0 (resynthesis rounds also read the
 phase and the position-indexed white noise, both fixed by phi_0): they are computed once for
-the utterance (a few hundred values per frame), and each window of frames [start, stop) only
-synthesises its own samples, from the frames the synthesis reads:
+the utterance (a few hundred values per frame; in pieces of PIECE_FRAMES, each with the
+context its frames depend on, `piecewise_parameters`), and each window of frames
+[start, stop) only synthesises its own samples, from the frames the synthesis reads:
 
     frames      | start-r | ... | start  .......  stop | ... | stop+r |
     harmonics             [=====|=====================|=====)             1 frame each side
@@ -88,7 +89,8 @@ SOURCE_SCALE = 1e-4
 # that would overflow exp() in the source's fit (float32 beyond ~88) and make NaN audio.
 MEL_CEILING = 20.0
 # Frames of source parameters computed together (`pieces`): 4.1 s, so that a long utterance's
-# pieces run side by side on a pool, each with 2 x 11 frames of context (the default source).
+# pieces run side by side on a pool, each with `context_frames` more on both sides (11 for
+# the default source, 22 with the noise gate of 5 steps).
 PIECE_FRAMES = 256
 
 
