@@ -186,9 +186,9 @@ def piecewise_parameters(
     [start, stop), waiting for the pieces they lie in."""
     spec = source.spec
     context = context_frames(spec, source.config)
-    parts = []
+    parts, at_start, previous = [], phase, 0
     for first, start, stop, last in pieces(f0.shape[-1], context):
-        at_start = advance_phase(f0, spec, phase, 0, start)
+        at_start, previous = advance_phase(f0, spec, at_start, previous, start), start
         window_f0 = f0[:, first:last]
         window_phase = _window_phase(window_f0, spec, at_start, (start - first) * spec.hop_length)
         keep = slice(start - first, stop - first)
@@ -243,11 +243,6 @@ def source_outputs(
     batch, frames = f0.shape
     white = source_white(batch, 0, frames, spec, mel.device)
     return noise_output(harmonic, parameters.magnitude, parameters.gate, white, spec)
-
-
-def _pad_frames(values: torch.Tensor, frames: int) -> torch.Tensor:
-    """(..., f) zero-padded to (..., frames)."""
-    return torch.nn.functional.pad(values, (0, frames - values.shape[-1]))
 
 
 class SourceSteps:
