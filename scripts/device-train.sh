@@ -20,8 +20,10 @@
 #   BUDGET_S=480         wall-clock seconds for all of it, from the install to the last part
 #   STAGES=teacher       some of: teacher classifier student (trained in that order); a stage
 #                        gets an equal share of the time left when it starts
-#   TEACHER_CONFIG=training/configs/teacher_pitch_gpu.yaml  the pitch-aware teacher, as
-#                        scripts/train-default-model.sh trains it (teacher_gpu.yaml: mel-only)
+#   TEACHER_CONFIG=training/configs/teacher_pitch_lean_gpu.yaml  the lean pitch-aware
+#                        teacher that scripts/train-default-model.sh trains on a CPU, so a
+#                        lent GPU continues the committed runs/teacher (teacher_pitch_gpu.yaml:
+#                        the full-size teacher, which needs a run of its own)
 #   CLASSIFIER_CONFIG=training/configs/classifier.yaml
 #   STUDENT_CONFIG=training/configs/student_cpu_pitch.yaml  (neither the teacher nor the
 #                        student needs the pitch predictor, which is not trained here)
@@ -35,7 +37,7 @@ cd "$(dirname "$0")/.."
 : "${OUT:?set OUT to the folder whose files come back}"
 BUDGET_S=${BUDGET_S:-480}
 STAGES=${STAGES:-teacher}
-TEACHER_CONFIG=${TEACHER_CONFIG:-training/configs/teacher_pitch_gpu.yaml}
+TEACHER_CONFIG=${TEACHER_CONFIG:-training/configs/teacher_pitch_lean_gpu.yaml}
 CLASSIFIER_CONFIG=${CLASSIFIER_CONFIG:-training/configs/classifier.yaml}
 STUDENT_CONFIG=${STUDENT_CONFIG:-training/configs/student_cpu_pitch.yaml}
 DEVICE=${DEVICE:-cuda}

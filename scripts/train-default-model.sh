@@ -14,7 +14,7 @@
 #                              VOICES: flite/festival voices (default: all at 16 kHz or more;
 #                              naming voices without SOURCES makes a corpus of those voices)
 #   PREPARE_CONFIG, PITCH_CONFIG, TEACHER_CONFIG, CLASSIFIER_CONFIG, STUDENT_CONFIG: YAML
-#       files (shipped ones by default: the pitch-aware teacher and lean student; the prepare
+#       files (shipped ones by default: the lean pitch-aware teacher and student; the prepare
 #       config names the speaker kept out of training)
 #   PITCH_STEPS, TEACHER_STEPS, CLASSIFIER_STEPS, STUDENT_STEPS: stop after this many steps (default: the
 #       config's); a later run with a higher number continues the same run. A stage's state
@@ -33,7 +33,7 @@ SOURCES=${SOURCES:-}
 VOICES=${VOICES:-}
 PREPARE_CONFIG=${PREPARE_CONFIG:-training/configs/prepare.yaml}
 PITCH_CONFIG=${PITCH_CONFIG:-training/configs/pitch.yaml}
-TEACHER_CONFIG=${TEACHER_CONFIG:-training/configs/teacher_pitch.yaml}
+TEACHER_CONFIG=${TEACHER_CONFIG:-training/configs/teacher_pitch_lean.yaml}
 CLASSIFIER_CONFIG=${CLASSIFIER_CONFIG:-training/configs/classifier.yaml}
 STUDENT_CONFIG=${STUDENT_CONFIG:-training/configs/student_cpu_pitch.yaml}
 DEVICE=${DEVICE:-auto}
@@ -61,6 +61,14 @@ train() {
     rm -rf "$kept"
     mkdir -p "$kept"
     cp -r "$run/checkpoint" "$run/model" "$run/config.yaml" "$run/metrics.jsonl" "$kept/"
+    if [[ -d $run/best ]]; then cp -r "$run/best" "$kept/"; fi
+}
+
+# The model a stage ships: RUN/best where its config keeps the best-scoring one (keep_best),
+# else RUN/model, the EMA of the last step.
+shipped() {
+    local run=$WORK/runs/$1
+    if [[ -d $run/best ]]; then echo "$run/best"; else echo "$run/model"; fi
 }
 
 if [[ ! -f $WORK/corpus/manifest.csv ]]; then
@@ -82,24 +90,25 @@ train train-classifier classifier "${CLASSIFIER_STEPS:-}" \
     --data "$WORK/prepared" --config "$CLASSIFIER_CONFIG"
 train distill student "${STUDENT_STEPS:-}" \
     --data "$WORK/prepared" --config "$STUDENT_CONFIG" \
-    --teacher "$WORK/runs/teacher/model" --classifier "$WORK/runs/classifier/model"
+    --teacher "$(shipped teacher)" --classifier "$(shipped classifier)"
 
-"$WAVENET" evaluate --model "$WORK/runs/teacher/model" --data "$WORK/prepared" \
+"$WAVENET" evaluate --model "$(shipped teacher)" --data "$WORK/prepared" \
     --out "$WORK/runs/teacher/eval.json" --max-seconds "$EVAL_SECONDS" --device "$DEVICE"
 "$WAVENET" evaluate --model "$WORK/runs/pitch/model" --data "$WORK/prepared" \
     --out "$WORK/runs/pitch/eval.json" --device "$DEVICE"
 # A pitch-aware student is also scored with F0 from the pitch predictor (the mel-only route).
 pitch_route=()
-if grep -q '"excitation": {' "$WORK/runs/student/model/config.json"; then
+if grep -q '"excitation": {' "$(shipped student)/config.json"; then
     pitch_route=(--pitch "$WORK/runs/pitch/model")
 fi
-"$WAVENET" evaluate --model "$WORK/runs/student/model" --teacher "$WORK/runs/teacher/model" \
+"$WAVENET" evaluate --model "$(shipped student)" --teacher "$(shipped teacher)" \
     "${pitch_route[@]}" --data "$WORK/prepared" --out "$WORK/runs/student/eval.json" \
     --max-seconds "$EVAL_SECONDS" --device "$DEVICE"
 
 for part in pitch teacher classifier student; do
+    rm -rf "${OUT:?}/$part"
     mkdir -p "$OUT/$part"
-    cp "$WORK/runs/$part/model/"* "$OUT/$part/"
+    cp "$(shipped "$part")/"* "$OUT/$part/"
 done
 # The reports travel with the runs they score (REPORT.md quotes them).
 for part in pitch teacher student; do

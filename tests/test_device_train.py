@@ -43,7 +43,11 @@ def split_of(prepared: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     ("cpu_file", "gpu_file"),
-    [("teacher.yaml", "teacher_gpu.yaml"), ("teacher_pitch.yaml", "teacher_pitch_gpu.yaml")],
+    [
+        ("teacher.yaml", "teacher_gpu.yaml"),
+        ("teacher_pitch.yaml", "teacher_pitch_gpu.yaml"),
+        ("teacher_pitch_lean.yaml", "teacher_pitch_lean_gpu.yaml"),
+    ],
 )
 def test_teacher_gpu_config_resumes_teacher_yaml_runs(cpu_file, gpu_file):
     cpu = yaml.safe_load((CONFIGS / cpu_file).read_text())

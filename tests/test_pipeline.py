@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from wavenet import load_model
 
@@ -19,7 +20,9 @@ SCRIPT = ROOT / "scripts" / "train-default-model.sh"
 CONFIGS = ROOT / "training" / "configs"
 
 
-def run_script(work: Path, out: Path, student_steps: int) -> subprocess.CompletedProcess:
+def run_script(
+    work: Path, out: Path, student_steps: int, student_config: Path
+) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
         "WAVENET": str(Path(sys.executable).parent / "wavenet"),
@@ -30,7 +33,7 @@ def run_script(work: Path, out: Path, student_steps: int) -> subprocess.Complete
         "PITCH_CONFIG": str(CONFIGS / "pitch_tiny.yaml"),
         "TEACHER_CONFIG": str(CONFIGS / "tiny.yaml"),
         "CLASSIFIER_CONFIG": str(CONFIGS / "classifier_tiny.yaml"),
-        "STUDENT_CONFIG": str(CONFIGS / "student_tiny.yaml"),
+        "STUDENT_CONFIG": str(student_config),
         "PITCH_STEPS": "2",
         "TEACHER_STEPS": "2",
         "CLASSIFIER_STEPS": "2",
@@ -51,7 +54,11 @@ def steps(run: Path) -> list[int]:
 @pytest.mark.timeout(900)
 def test_script_trains_ships_and_resumes(tmp_path):
     work, out = tmp_path / "work", tmp_path / "out"
-    run_script(work, out, student_steps=2)
+    # The student keeps its best-scoring model, as the shipped student's config does.
+    student_config = tmp_path / "student.yaml"
+    config = yaml.safe_load((CONFIGS / "student_tiny.yaml").read_text())
+    student_config.write_text(yaml.safe_dump({**config, "keep_best": "val_log_mel_l1"}))
+    run_script(work, out, student_steps=2, student_config=student_config)
     spec_json = json.loads((work / "prepared" / "feature_spec.json").read_text())
     models = {part: load_model(out / part) for part in ("teacher", "classifier", "student")}
     assert [m.kind for m in models.values()] == ["teacher", "classifier", "student"]
@@ -82,12 +89,19 @@ def test_script_trains_ships_and_resumes(tmp_path):
     assert kl["kl"] == pytest.approx(kl["cross_entropy"] - kl["entropy"], abs=1e-4)
 
     assert all((out / "runs" / part / "checkpoint").is_dir() for part in models)
+    # What ships is the student's best-scoring model, and its report scores that one.
+    best = work / "runs" / "student" / "best"
+    assert (out / "runs" / "student" / "best").is_dir()
+    assert (out / "student" / "model.safetensors").read_bytes() == (
+        best / "model.safetensors"
+    ).read_bytes()
+    assert student_report["model"] == str(best)
 
     # A fresh machine keeps the corpus recipe and models/default, not the work folder's runs.
     shutil.rmtree(work / "runs")
     corpus_manifest = work / "corpus" / "manifest.csv"
     built = corpus_manifest.stat().st_mtime_ns
-    run_script(work, out, student_steps=3)
+    run_script(work, out, student_steps=3, student_config=student_config)
     assert corpus_manifest.stat().st_mtime_ns == built, "the corpus was built again"
     assert steps(work / "runs" / "teacher")[-1] == 2
     assert steps(work / "runs" / "student")[-1] == 3

@@ -60,6 +60,7 @@ def test_pitch_configs_differ_from_their_mel_only_ones_in_pitch_alone():
     pairs = [
         ("teacher.yaml", "teacher_pitch.yaml"),
         ("teacher_gpu.yaml", "teacher_pitch_gpu.yaml"),
+        ("teacher_lean.yaml", "teacher_pitch_lean.yaml"),
         ("tiny.yaml", "tiny_pitch.yaml"),
         ("student_cpu.yaml", "student_cpu_pitch.yaml"),
         ("student_tiny.yaml", "student_tiny_pitch.yaml"),
@@ -120,7 +121,7 @@ def test_a_few_pitch_teacher_steps_lower_the_held_out_loss(prepared_corpus):
         teacher_losses(run.model, fixed, True)
     before = nll()
     crops = SegmentCrops(corpus.train, corpus.spec, config.segment_frames, seed=0)
-    for step, batch in enumerate(make_loader(crops, 0, 40, config.batch_size, 0)):
+    for step, batch in enumerate(make_loader(crops, 0, 60, config.batch_size, 0)):
         train_step(run, to_device(batch, torch.device("cpu"), True), step)
     after = nll()
     assert after < before - 0.5, (before, after)

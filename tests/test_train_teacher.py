@@ -21,11 +21,19 @@ from run_checks import (
 from safetensors.torch import load_file
 
 from training import distributed
-from training.dataset import SegmentCrops, load_prepared, make_loader
+from training.config import ConfigError
+from training.dataset import SegmentCrops, load_prepared, make_loader, validation_items
 from training.monitor import read_metrics
 from training.state import load_state
 from training.teacher_config import TeacherTrainConfig, resolve_config
-from training.train_teacher import build_run, teacher_losses, to_device, train_step, train_teacher
+from training.train_teacher import (
+    build_run,
+    held_out_nll,
+    teacher_losses,
+    to_device,
+    train_step,
+    train_teacher,
+)
 from wavenet.checkpoint import load_model
 from wavenet.cli import main
 
@@ -211,3 +219,54 @@ def test_an_unknown_config_key_fails_naming_it(prepared_corpus, tmp_path, capsys
     assert code == 2
     assert len(error.splitlines()) == 1 and "model.layrs" in error, error
     assert not (tmp_path / "run").exists()
+
+
+def best_of(run: Path) -> tuple[int, float]:
+    """The step and val_nll RUN/best says it holds."""
+    extra = json.loads((run / "best" / "config.json").read_text())["extra"]
+    return extra["step"], extra["val_nll"]
+
+
+def rescored(run: Path, corpus) -> float:
+    """RUN/best's held-out NLL, computed again on the items the run scored."""
+    config = resolve_config(run / "config.yaml", corpus.speakers)
+    items = validation_items(corpus, config.val_utterances, config.val_frames)
+    with torch.no_grad():
+        return held_out_nll(load_model(run / "best"), items, torch.device("cpu"), True)
+
+
+def test_keep_best_holds_the_lowest_scoring_model_from_the_untrained_start_on(
+    prepared_corpus, tmp_path
+):
+    corpus = load_prepared(prepared_corpus)
+    run = tmp_path / "run"
+    config = tiny_config_file(
+        tmp_path, log_every=1, eval_every=1, sample_every=0, keep_best="val_nll"
+    )
+    train_teacher(prepared_corpus, run, config, steps=3)
+    train_teacher(prepared_corpus, run, steps=6, resume=True)
+    scores = {r["step"]: r["val_nll"] for r in read_metrics(run)}
+    assert sorted(scores) == [0, 1, 2, 3, 4, 5, 6]  # the untrained start is scored first
+    step, score = best_of(run)
+    assert score == min(scores.values()) and scores[step] == score
+    assert load_state(run / "checkpoint")["best"] == {"step": step, "score": score}
+    assert rescored(run, corpus) == pytest.approx(score, rel=1e-5)
+
+    # A rate that wrecks the model: the untrained start stays the best.
+    wrecked = tmp_path / "wrecked"
+    config = tiny_config_file(
+        tmp_path, log_every=1, eval_every=1, sample_every=0, keep_best="val_nll", lr=5.0
+    )
+    train_teacher(prepared_corpus, wrecked, config, steps=3)
+    scores = {r["step"]: r["val_nll"] for r in read_metrics(wrecked)}
+    assert best_of(wrecked) == (0, scores[0]) and min(scores[1], scores[2], scores[3]) > scores[0]
+    assert rescored(wrecked, corpus) == pytest.approx(scores[0], rel=1e-5)
+    best = load_file(wrecked / "best" / "model.safetensors")
+    last = load_file(wrecked / "model" / "model.safetensors")
+    assert any(not torch.equal(best[name], last[name]) for name in best)
+
+
+def test_keep_best_names_the_scores_a_job_reports_when_given_another(prepared_corpus, tmp_path):
+    config = tiny_config_file(tmp_path, sample_every=0, keep_best="val_loss")
+    with pytest.raises(ConfigError, match=r"keep_best 'val_loss'.*\['val_nll'\]"):
+        train_teacher(prepared_corpus, tmp_path / "run", config, steps=1)

@@ -165,6 +165,10 @@ def _add_run_options(parser: argparse.ArgumentParser, schema: str) -> None:
     parser.add_argument("--steps", type=int, help="total training steps (overrides the config)")
     parser.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.epilog = (
+        "With `keep_best: val_NAME` in the config, RUN/best also holds the EMA model of the "
+        "lowest held-out score yet, the untrained start (scored as step 0) included."
+    )
 
 
 def _add_train_teacher(commands) -> None:

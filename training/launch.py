@@ -51,6 +51,7 @@ def restore_checkpoint(run: TrainingRun) -> int:
         run.scaler.load_state_dict(state["scaler"])
     if run.processes.is_main:
         restore_rng(state["rng"])
+    run.best = state.get("best")
     return int(state["step"])
 
 

@@ -3,7 +3,8 @@
 A `Job` says what one step computes, how held-out data is scored and which sample is logged;
 this module does the rest the same way for the teacher, the classifier and the student:
 Adam with warm-up and decay, gradient clipping, an exponential moving average (EMA) of the
-weights (the EMA model is evaluated and saved to RUN/model), bf16/fp16 autocast on GPU, and
+weights (the EMA model is evaluated and saved to RUN/model, and with `keep_best` the
+best-scoring one to RUN/best), bf16/fp16 autocast on GPU, and
 RUN/checkpoint with everything needed to resume: weights, EMA, optimizer, loss scaler, step
 and RNG states. Crops are a pure function of (seed, rank, step), so a resumed run sees the
 batches an uninterrupted one would have. `training.launch` starts and resumes runs.
@@ -23,6 +24,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from training import distributed
+from training.config import ConfigError
 from training.dataset import PreparedCorpus, SegmentCrops, make_loader, validation_items
 from training.monitor import RunLog
 from training.optim import learning_rate, update_ema
@@ -36,6 +38,7 @@ __all__ = [
     "TrainingRun",
     "autocast",
     "fit",
+    "keep_best_model",
     "optimizer_update",
     "save_checkpoint",
     "set_learning_rate",
@@ -57,6 +60,7 @@ class TrainingRun:
     ema: nn.Module
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
+    best: dict | None = None  # {"step", "score"} of RUN/best, with `config.keep_best`
 
 
 class Job:
@@ -153,10 +157,33 @@ def save_checkpoint(run: TrainingRun, job: Job, step: int) -> None:
         "scaler": run.scaler.state_dict(),
         "rng": capture_rng(),
         "config": run.config.model_dump(mode="json"),
+        "best": run.best,
     }
     save_state(run.out / "checkpoint", state)
     extra = {"step": step, "data": str(run.corpus.root), **job.model_extra(run)}
     job.saved(run, save_model(run.ema, run.out / "model", extra=extra))
+
+
+def keep_best_model(run: TrainingRun, job: Job, step: int, scores: dict) -> None:
+    """Save the EMA model to RUN/best when `scores[config.keep_best]` is the lowest yet.
+
+    `run.best` ({"step", "score"}, kept in the checkpoint) is the evaluation RUN/best holds.
+
+    Raises:
+        ConfigError: if the job's held-out scores do not include `config.keep_best`.
+    """
+    name = run.config.keep_best
+    if name not in scores:
+        raise ConfigError(
+            f"keep_best {name!r} is not a held-out score of this job; it reports "
+            f"{sorted(key for key in scores if key.startswith('val_'))}"
+        )
+    score = float(scores[name])
+    if run.best is not None and not score < run.best["score"]:
+        return
+    run.best = {"step": step, "score": score}
+    extra = {"step": step, "data": str(run.corpus.root), name: score, **job.model_extra(run)}
+    job.saved(run, save_model(run.ema, run.out / "best", extra=extra))
 
 
 def _due(done: int, every: int, last: int) -> bool:
@@ -184,6 +211,8 @@ def fit(run: TrainingRun, job: Job, log: RunLog, start_step: int) -> None:
 
     samples_per_s counts the audio samples of every rank's crops per second of data loading
     and training steps; evaluation, sampling and checkpoints are left out of the time.
+    With `config.keep_best`, a fresh run scores the untrained model first (a step-0 metrics
+    line) and RUN/best follows the lowest score (`keep_best_model`).
     SIGINT or SIGTERM stops the run after the current step, with a checkpoint
     (`training.stopping`).
     """
@@ -203,6 +232,10 @@ def fit(run: TrainingRun, job: Job, log: RunLog, start_step: int) -> None:
         unit="step",
         dynamic_ncols=True,
     )
+    if config.keep_best and start_step == 0 and processes.is_main:
+        scores = job.evaluate(run, items)
+        log.scalars(0, scores)
+        keep_best_model(run, job, 0, scores)
     window: list[dict] = []
     seconds, last = 0.0, time.perf_counter()
     with stop_requests() as stop:
@@ -216,7 +249,10 @@ def fit(run: TrainingRun, job: Job, log: RunLog, start_step: int) -> None:
             progress.update(1)
             if _due(done, config.log_every, config.steps):
                 evaluate = _due(done, config.eval_every, config.steps)
-                log.scalars(done, _summary(run, job, window, speed, items, evaluate))
+                record = _summary(run, job, window, speed, items, evaluate)
+                log.scalars(done, record)
+                if evaluate and config.keep_best and processes.is_main:
+                    keep_best_model(run, job, done, record)
                 window, seconds = [], 0.0
             if processes.is_main and config.sample_every and done % config.sample_every == 0:
                 job.sample(run, log, done, items[0])

@@ -61,6 +61,14 @@ class RunConfig(BaseModel):
         10_000, ge=0, description="Steps between generated held-out clips; 0 for none."
     )
     checkpoint_every: int = Field(1000, gt=0, description="Steps between checkpoints.")
+    keep_best: str | None = Field(
+        None,
+        description=(
+            "A held-out score the job reports (a val_* name, lower is better): RUN/best then "
+            "holds the EMA model of the evaluation that scored lowest, the untrained start "
+            "(step 0) included, so the run's best model is never worse than where it began."
+        ),
+    )
     seed: int = Field(0, description="Seeds initialisation and the crop draws.")
     num_workers: int = Field(2, ge=0, description="DataLoader worker processes per process.")
 
