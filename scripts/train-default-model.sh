@@ -35,7 +35,7 @@ PREPARE_CONFIG=${PREPARE_CONFIG:-training/configs/prepare.yaml}
 PITCH_CONFIG=${PITCH_CONFIG:-training/configs/pitch.yaml}
 TEACHER_CONFIG=${TEACHER_CONFIG:-training/configs/teacher_pitch_lean.yaml}
 CLASSIFIER_CONFIG=${CLASSIFIER_CONFIG:-training/configs/classifier.yaml}
-STUDENT_CONFIG=${STUDENT_CONFIG:-training/configs/student_cpu_pitch.yaml}
+STUDENT_CONFIG=${STUDENT_CONFIG:-models/default/ablation/student_one_flow.yaml}
 DEVICE=${DEVICE:-auto}
 EVAL_SECONDS=${EVAL_SECONDS:-120}
 
