@@ -160,8 +160,13 @@ def save_checkpoint(run: TrainingRun, job: Job, step: int) -> None:
         "best": run.best,
     }
     save_state(run.out / "checkpoint", state)
-    extra = {"step": step, "data": str(run.corpus.root), **job.model_extra(run)}
-    job.saved(run, save_model(run.ema, run.out / "model", extra=extra))
+    _save_ema(run, job, "model", step)
+
+
+def _save_ema(run: TrainingRun, job: Job, folder: str, step: int, **scores: float) -> None:
+    """The EMA model to RUN/`folder`, its extra naming the step, the data and `scores`."""
+    extra = {"step": step, "data": str(run.corpus.root), **scores, **job.model_extra(run)}
+    job.saved(run, save_model(run.ema, run.out / folder, extra=extra))
 
 
 def keep_best_model(run: TrainingRun, job: Job, step: int, scores: dict) -> None:
@@ -182,8 +187,7 @@ def keep_best_model(run: TrainingRun, job: Job, step: int, scores: dict) -> None
     if run.best is not None and not score < run.best["score"]:
         return
     run.best = {"step": step, "score": score}
-    extra = {"step": step, "data": str(run.corpus.root), name: score, **job.model_extra(run)}
-    job.saved(run, save_model(run.ema, run.out / "best", extra=extra))
+    _save_ema(run, job, "best", step, **{name: score})
 
 
 def _due(done: int, every: int, last: int) -> bool:
