@@ -58,8 +58,8 @@ def slt(model) -> torch.Tensor:
 
 
 def pitch(frames: int = 20) -> dict[str, torch.Tensor]:
-    """The student's F0 (1, frames): 120 Hz rising 2 Hz a frame, every fifth frame unvoiced;
-    and its phase (1,)."""
+    """The F0 given to the pitch-aware student and teacher (1, frames): 120 Hz rising 2 Hz a
+    frame, every fifth frame unvoiced; and its phase (1,)."""
     f0 = 120.0 + 2.0 * torch.arange(frames, dtype=torch.float32)
     f0[::5] = 0.0
     return {"f0": f0.unsqueeze(0), "phase": torch.tensor([0.5], dtype=torch.float64)}
@@ -109,26 +109,30 @@ def test_the_shipped_students_flow_is_what_it_always_was(student, inputs):
 
 def test_the_shipped_teacher_predicts_and_samples_what_it_always_has(inputs):
     teacher = load_model(DEFAULT / "teacher")
+    assert teacher.config.excitation is not None, "the default teacher is pitch-aware"
     mel, audio = inputs
     with torch.no_grad():
-        logits = teacher(audio[:, :512], mel[..., :2], slt(teacher))
+        logits = teacher(audio[:, :512], mel[..., :2], slt(teacher), **pitch(2))
     expected_logits = (
-        603491.1092319761,
-        5816709.201596704,
-        [-4.082291126251221, 0.6079534888267517, 0.7061477899551392,
-         0.8606616854667664, -0.14026202261447906],
+        621323.1712315988,
+        6637466.973191978,
+        [-4.817427158355713, -2.5220460891723633, -2.1670713424682617,
+         -2.2515294551849365, -1.4675071239471436],
     )  # fmt: skip
     assert_fingerprint(logits, expected_logits, "teacher logits")
-    # Incremental (Fast WaveNet) sampling of one frame: 256 steps through the queues.
-    made = teacher.generate(mel[..., :1], slt(teacher), generator=torch.Generator().manual_seed(0))
+    # Incremental (Fast WaveNet) sampling of one frame: 256 steps through the queues, the
+    # excitation taken one sample at a time.
+    made = teacher.generate(
+        mel[..., :1], slt(teacher), generator=torch.Generator().manual_seed(0), **pitch(1)
+    )
     assert mulaw.encode(made)[0, :16].tolist() == [
-        128, 180, 187, 174, 131, 105, 128, 71, 166, 143, 118, 104, 73, 185, 193, 177
+        58, 180, 187, 174, 131, 55, 65, 71, 76, 143, 85, 104, 73, 133, 166, 177
     ]  # fmt: skip
     expected_made = (
-        3.0876508099318016,
-        0.14232851044380862,
-        [8.621309098089114e-05, -0.005235972348600626, 0.002544997725635767,
-         0.07665091753005981, 0.004115811549127102],
+        1.875365506784874,
+        0.043298116481455366,
+        [-0.07665091753005981, -0.005235972348600626, 0.002544997725635767,
+         0.002544997725635767, -0.004473080392926931],
     )  # fmt: skip
     assert_fingerprint(made, expected_made, "teacher generate")
 
@@ -141,38 +145,38 @@ def test_the_shipped_classifier_features_and_logits_are_what_they_always_were(in
         units, speakers = classifier(audio)
     expected_features = [
         (
-            18730.115638246818,
-            8922.301864709367,
-            [-0.32296568155288696, -0.11914009600877762, -0.17355096340179443,
-             -0.2436315268278122, -1.0610615015029907],
+            25934.055479787872,
+            17831.714882350112,
+            [-0.49625247716903687, 0.11000758409500122, -0.07946568727493286,
+             0.2705869972705841, 0.030811183154582977],
         ),
         (
-            20671.262333647115,
-            11668.530696678761,
-            [0.09169125556945801, -0.2121323049068451, -0.14680957794189453,
-             -0.1027737557888031, 0.016219988465309143],
+            31504.66122518765,
+            26784.76539086108,
+            [0.3169749081134796, 0.3963039517402649, 0.6872679591178894,
+             0.7344249486923218, 0.8731542229652405],
         ),
         (
-            17701.17535265768,
-            9309.130328732746,
-            [-0.028921067714691162, -0.5934418439865112, 0.02399558573961258,
-             0.037056051194667816, 0.005930844694375992],
+            32861.54529659101,
+            31810.62211468944,
+            [-0.14443407952785492, 0.996172308921814, -0.45829224586486816,
+             -0.36189401149749756, 0.3044764995574951],
         ),
     ]  # fmt: skip
     assert len(features) == len(expected_features)
     for index, (feature, expected) in enumerate(zip(features, expected_features, strict=True)):
         assert_fingerprint(feature, expected, f"feature {index}")
     expected_units = (
-        314.3985683247447,
-        529.8279971758446,
-        [-1.8024564981460571, 1.3138805627822876, 1.5504772663116455,
-         -2.1339495182037354, -1.002577304840088],
+        639.7871643938124,
+        2407.4209945960406,
+        [-2.417741537094116, 0.44482600688934326, -3.0673673152923584,
+         -2.418459892272949, -1.6223740577697754],
     )  # fmt: skip
     assert_fingerprint(units, expected_units, "unit logits")
     expected_speakers = (
-        6.399862058460712,
-        11.659173837446854,
-        [-0.11042692512273788, 2.0748038291931152, 2.236844539642334,
-         -0.2395237684249878, -1.4898345470428467],
+        122.21979184821248,
+        542.7806587824073,
+        [-3.1945323944091797, -3.0194218158721924, -2.8108901977539062,
+         -2.553032875061035, -2.6021509170532227],
     )  # fmt: skip
     assert_fingerprint(speakers, expected_speakers, "speaker logits")
