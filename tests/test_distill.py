@@ -211,8 +211,8 @@ def test_the_spies_see_every_term_when_all_are_on(frozen, tmp_path, spies):
     assert all(record[name] is not None for name in LOGGED_TERMS)
     assert spies["teacher"].calls == 2, "matched, then mismatched conditioning (contrastive)"
     assert spies["classifier"].calls == 2, "generated and real audio"
-    # power: 2 STFTs; MR-STFT: 2 per resolution.
-    assert spies["stft"].calls == 2 + 2 * len(run.config.stft_resolutions)
+    # power: 2 STFTs; MR-STFT: 2 per resolution; log-mel: 2 (torchaudio's, through torch.stft).
+    assert spies["stft"].calls == 2 + 2 * len(run.config.stft_resolutions) + 2
 
 
 def test_kl_gradients_reach_the_student_through_the_teachers_input_only(

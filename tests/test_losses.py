@@ -5,7 +5,9 @@ import pytest
 import torch
 from conftest import tiny_student, tiny_teacher
 
+from training.metrics import log_mel_l1
 from wavenet import losses, mulaw
+from wavenet.features import FeatureSpec
 
 
 def brute_force_cross_entropy(mu: float, s: float, teacher_logits: torch.Tensor) -> float:
@@ -148,6 +150,27 @@ def test_multi_resolution_stft_loss_orders_by_similarity():
     assert losses.multi_resolution_stft_loss(near, real) < losses.multi_resolution_stft_loss(
         far, real
     )
+
+
+def test_log_mel_loss_is_the_metric_and_charges_noise_in_silence():
+    spec = FeatureSpec()
+    t = torch.arange(8192) / spec.sample_rate
+    voiced = 0.3 * torch.sin(2 * math.pi * 220 * t) * (t < 0.25)  # a tone, then silence
+    real = voiced.unsqueeze(0)
+    assert losses.log_mel_loss(real, real, spec).item() == 0.0
+    # The training term and the evaluation metric are one distance.
+    noise = 0.01 * torch.randn(1, 8192, generator=torch.Generator().manual_seed(0))
+    noisy = real + noise
+    metric = log_mel_l1(real[0].numpy(), noisy[0].numpy(), spec)
+    assert losses.log_mel_loss(noisy, real, spec).item() == pytest.approx(metric, rel=1e-5)
+    # Noise in the silence costs more the louder it is, and its gradient pushes it down.
+    quieter = real + 0.1 * noise
+    assert losses.log_mel_loss(quieter, real, spec) < losses.log_mel_loss(noisy, real, spec)
+    generated = noisy.clone().requires_grad_(True)
+    losses.log_mel_loss(generated, real, spec).backward()
+    silence = t >= 0.3
+    step = -generated.grad[0, silence]
+    assert float((step * noise[0, silence]).sum()) < 0, "descent shrinks the added noise"
 
 
 class TinyClassifier(torch.nn.Module):

@@ -65,7 +65,10 @@ def distill_losses(
     x, mu, log_s = student(z, batch["mel"], batch["speaker"], **pitch)
     # The exact KL wants fp32 even under autocast; the audio is what the service would serve.
     audio = mulaw.expand(x.float()).clamp(-1.0, 1.0)
-    sample = StudentSample(batch, x, mu.float(), log_s.float(), audio, teacher, classifier, options)
+    spec = getattr(student, "module", student).spec  # a DDP wrapper's module, or the student
+    sample = StudentSample(
+        batch, x, mu.float(), log_s.float(), audio, teacher, classifier, options, spec
+    )
     losses: dict[str, torch.Tensor] = {}
     for term in TERMS:
         if term.name in weights:

@@ -23,6 +23,7 @@ from training.pitch_inputs import pitch_inputs
 from wavenet.losses import (
     contrastive_loss,
     kl_distillation,
+    log_mel_loss,
     multi_resolution_stft_loss,
     perceptual_loss,
     power_loss,
@@ -30,6 +31,7 @@ from wavenet.losses import (
 
 if TYPE_CHECKING:
     from training.distill_config import DistillConfig
+    from wavenet.features import FeatureSpec
 
 __all__ = [
     "LOGGED_TERMS",
@@ -56,6 +58,7 @@ class StudentSample:
         teacher (nn.Module | None): The frozen teacher, when a term needs it.
         classifier (nn.Module | None): The frozen classifier, when a term needs it.
         options (DistillConfig): contrastive_gamma, power_fft, stft_resolutions.
+        spec (FeatureSpec): The student's features (for the log-mel term).
     """
 
     batch: dict
@@ -66,6 +69,7 @@ class StudentSample:
     teacher: nn.Module | None
     classifier: nn.Module | None
     options: DistillConfig
+    spec: FeatureSpec
 
 
 def _teacher_logits(teacher: nn.Module, x: torch.Tensor, conditioning: dict) -> torch.Tensor:
@@ -138,6 +142,10 @@ def _stft(sample: StudentSample) -> dict[str, torch.Tensor]:
     return {"stft": multi_resolution_stft_loss(sample.audio, sample.batch["audio"], resolutions)}
 
 
+def _mel(sample: StudentSample) -> dict[str, torch.Tensor]:
+    return {"mel": log_mel_loss(sample.audio, sample.batch["audio"], sample.spec)}
+
+
 def _perceptual(sample: StudentSample) -> dict[str, torch.Tensor]:
     real = sample.batch["audio"]
     return {"perceptual": perceptual_loss(sample.classifier, sample.audio, real)}
@@ -194,6 +202,12 @@ TERMS = (
         "Frame-wise multi-resolution STFT magnitude.",
         _stft,
         fft_sizes=lambda options: [n_fft for n_fft, _ in options.stft_resolutions],
+    ),
+    Term(
+        "mel",
+        0.0,
+        "Log-mel L1 against the real crop (the features' own mel and log floor).",
+        _mel,
     ),
     Term(
         "perceptual",

@@ -231,6 +231,22 @@ def multi_resolution_stft_loss(
     return total / len(resolutions)
 
 
+def log_mel_loss(generated: torch.Tensor, real: torch.Tensor, spec) -> torch.Tensor:
+    """mean_{m,f} | log mel(y)[m, f] - log mel(g(z))[m, f] |: the L1 distance of the two
+    log-mel spectrograms (natural log), both from `spec.extract`, the features the student
+    is conditioned on (`training.metrics.log_mel_l1` is the same distance as a metric).
+
+    The mel's log floor (`spec.log_floor`) bounds what silence costs: where the real audio
+    is below it, energy the student adds there costs its log above the floor.
+
+    Args:
+        generated (Tensor): Student audio (B, T).
+        real (Tensor): The real audio of the same conditioning (B, T).
+        spec (FeatureSpec): The features' definition.
+    """
+    return (spec.extract(real) - spec.extract(generated)).abs().mean()
+
+
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """Feature correlations over time: (B, C, T) -> (B, C, C), G = F F^T / (C T)."""
     _, channels, length = features.shape
