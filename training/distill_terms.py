@@ -21,7 +21,6 @@ from torch import nn
 
 from training.pitch_inputs import pitch_inputs
 from wavenet.losses import (
-    block_log_energy_loss,
     contrastive_loss,
     kl_distillation,
     log_mel_loss,
@@ -147,11 +146,6 @@ def _mel(sample: StudentSample) -> dict[str, torch.Tensor]:
     return {"mel": log_mel_loss(sample.audio, sample.batch["audio"], sample.spec)}
 
 
-def _energy(sample: StudentSample) -> dict[str, torch.Tensor]:
-    real, block = sample.batch["audio"], sample.spec.hop_length
-    return {"energy": block_log_energy_loss(sample.audio, real, block)}
-
-
 def _perceptual(sample: StudentSample) -> dict[str, torch.Tensor]:
     real = sample.batch["audio"]
     return {"perceptual": perceptual_loss(sample.classifier, sample.audio, real)}
@@ -214,13 +208,6 @@ TERMS = (
         0.0,
         "Log-mel L1 against the real crop (the features' own mel and log floor).",
         _mel,
-    ),
-    Term(
-        "energy",
-        0.0,
-        "Log energy per hop block, floored at -100 dB full scale: pauses as silent as the "
-        "recording's.",
-        _energy,
     ),
     Term(
         "perceptual",

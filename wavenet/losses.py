@@ -247,35 +247,6 @@ def log_mel_loss(generated: torch.Tensor, real: torch.Tensor, spec) -> torch.Ten
     return (spec.extract(real) - spec.extract(generated)).abs().mean()
 
 
-def block_log_energy_loss(
-    generated: torch.Tensor, real: torch.Tensor, block: int, floor: float = 1e-10
-) -> torch.Tensor:
-    """mean_i | ln(S_i + e) - ln(R_i + e) |: the two signals' energies in blocks of `block`
-    samples (S_i = sum_t g[t]^2 over block i, R_i the real audio's; a ragged end dropped),
-    compared in the log domain with e = block * floor, a mean power of `floor` (1e-10:
-    -100 dB full scale, below a 16-bit recording's quantisation noise).
-
-    Where the recording is digitally silent, what the student adds there is charged by its
-    level above e: a pause at -80 dB costs ln(100), where the spectral terms' floors see
-    nothing. Elsewhere it is a loudness envelope at the block's resolution.
-
-    Args:
-        generated (Tensor): Student audio (B, T).
-        real (Tensor): The real audio of the same conditioning (B, T), T >= block.
-        block (int): Samples per block (the hop).
-        floor (float): Mean power per sample below which energies are not told apart.
-    """
-    count = real.shape[-1] // block
-    if count == 0:
-        raise ValueError(f"audio of {real.shape[-1]} samples is shorter than a block ({block})")
-
-    def energies(audio: torch.Tensor) -> torch.Tensor:
-        blocks = audio[..., : count * block].reshape(*audio.shape[:-1], count, block)
-        return blocks.square().sum(dim=-1) + block * floor
-
-    return (energies(real).log() - energies(generated).log()).abs().mean()
-
-
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """Feature correlations over time: (B, C, T) -> (B, C, C), G = F F^T / (C T)."""
     _, channels, length = features.shape
