@@ -14,6 +14,7 @@ from training.dataset import (
     load_prepared,
     make_loader,
     validation_items,
+    validation_utterances,
 )
 from training.dataset_format import DatasetError, read_manifest
 
@@ -89,8 +90,11 @@ def test_a_loader_started_midway_gives_the_batches_of_an_uninterrupted_one(prepa
 def test_validation_items_are_the_held_out_utterances_unpadded(prepared_corpus):
     corpus = load_prepared(prepared_corpus)
     items = validation_items(corpus, count=2, frames=10_000)
-    assert len(items) == 2
-    for item, utterance in zip(items, corpus.val, strict=False):
+    chosen = validation_utterances(corpus, count=2)
+    assert len(items) == 2 and all(u in corpus.val for u in chosen)
+    for item, utterance in zip(items, chosen, strict=True):
         assert item["mel"].shape == (1, corpus.spec.n_mels, utterance.frames)
         assert item["audio"].shape == (1, utterance.entry.samples)
         assert item["speaker"].tolist() == [utterance.speaker_id]
+    # In speaker turns: the first items scored are as many speakers as there are items.
+    assert [u.speaker for u in chosen] == sorted({u.speaker for u in corpus.val})[:2]

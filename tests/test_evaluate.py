@@ -237,7 +237,7 @@ def test_nll_bits_is_eight_for_a_uniform_prediction():
 def test_clips_are_scored_in_speaker_turns():
     from types import SimpleNamespace
 
-    from training.eval_clips import speaker_turns
+    from training.dataset import speaker_turns
 
     items = [SimpleNamespace(speaker=s, n=n) for s, n in [("b", 1), ("b", 2), ("a", 1), ("c", 1)]]
     assert [(u.speaker, u.n) for u in speaker_turns(items)] == [

@@ -40,7 +40,9 @@ __all__ = [
     "crop_item",
     "load_prepared",
     "make_loader",
+    "speaker_turns",
     "validation_items",
+    "validation_utterances",
 ]
 
 
@@ -250,17 +252,36 @@ def make_loader(
     )
 
 
+def speaker_turns(utterances: list) -> list:
+    """The utterances in speaker turns: each speaker's first (in the given order), then each
+    one's second, and so on, speakers in name order; so the first N cover N speakers, not
+    the alphabetically first speaker's N utterances."""
+    by_speaker: dict[str, list] = {}
+    for utterance in utterances:
+        by_speaker.setdefault(utterance.speaker, []).append(utterance)
+    queues = [by_speaker[name] for name in sorted(by_speaker)]
+    longest = max((len(queue) for queue in queues), default=0)
+    return [queue[turn] for turn in range(longest) for queue in queues if turn < len(queue)]
+
+
+def validation_utterances(corpus: PreparedCorpus, count: int) -> list[Utterance]:
+    """The held-out utterances a training run scores: the first `count` of the val split in
+    speaker turns (`speaker_turns`), so that 16 of them cover 16 speakers, not the
+    alphabetically first two or three. Falls back to training utterances when the corpus
+    has no held-out split; never uses the unseen speakers, which no model was given a
+    speaker id for."""
+    return speaker_turns(corpus.val or corpus.train)[:count]
+
+
 def validation_items(
     corpus: PreparedCorpus, count: int, frames: int
 ) -> list[dict[str, torch.Tensor]]:
-    """A fixed held-out set: the first `frames` frames of the first `count` val utterances.
+    """A fixed held-out set: the first `frames` frames of each `validation_utterances`.
 
-    Falls back to training utterances when the corpus has no held-out split; never uses the
-    unseen speakers, which no model was given a speaker id for. Each item is a batch of one
-    (audio (1, T), mel (1, n_mels, F), speaker (1,), f0 (1, F) with F0), unpadded.
+    Each item is a batch of one (audio (1, T), mel (1, n_mels, F), speaker (1,), f0 (1, F)
+    with F0), unpadded.
     """
-    pool = corpus.val or corpus.train
     return [
         collate([crop_item(utterance, 0, min(frames, utterance.frames), corpus.spec)])
-        for utterance in pool[:count]
+        for utterance in validation_utterances(corpus, count)
     ]

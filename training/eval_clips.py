@@ -16,14 +16,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training.dataset import crop, load_prepared
+from training.dataset import crop, load_prepared, speaker_turns
 from training.dataset_format import DatasetError
 from wavenet.audio import AUDIO_SUFFIXES, load_audio
 from wavenet.excitation import initial_phase
 from wavenet.features import FeatureSpec
 from wavenet.pitch import PitchSpec, check_pitch_spec, track_f0
 
-__all__ = ["Clip", "clip_phase", "load_clips", "load_splits", "speaker_turns"]
+__all__ = ["Clip", "clip_phase", "load_clips", "load_splits"]
 
 
 def clip_phase(clip_id: str) -> float:
@@ -92,18 +92,6 @@ def load_splits(
             clip = Clip(utterance.entry.id, audio, torch.from_numpy(mel), speaker, name, f0)
             splits[split].append(clip)
     return splits
-
-
-def speaker_turns(utterances: list) -> list:
-    """The utterances in speaker turns: each speaker's first (in the given order), then each
-    one's second, and so on, speakers in name order; so the first N clips scored cover N
-    speakers, not the alphabetically first speaker's N utterances."""
-    by_speaker: dict[str, list] = {}
-    for utterance in utterances:
-        by_speaker.setdefault(utterance.speaker, []).append(utterance)
-    queues = [by_speaker[name] for name in sorted(by_speaker)]
-    longest = max((len(queue) for queue in queues), default=0)
-    return [queue[turn] for turn in range(longest) for queue in queues if turn < len(queue)]
 
 
 def load_clips(

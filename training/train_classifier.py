@@ -20,7 +20,7 @@ from torch import nn
 from training import distributed
 from training.classifier_config import ClassifierTrainConfig, resolve_classifier_config
 from training.config import ConfigError
-from training.dataset import PreparedCorpus, SegmentCrops, Utterance
+from training.dataset import PreparedCorpus, SegmentCrops, Utterance, validation_utterances
 from training.launch import open_run, run_job
 from training.loop import (
     Job,
@@ -174,8 +174,8 @@ class ClassifierJob(Job):
 
     def validation(self, run: TrainingRun) -> list[dict]:
         items = super().validation(run)
-        pool = run.corpus.val or run.corpus.train
-        for item, utterance in zip(items, pool, strict=False):
+        utterances = validation_utterances(run.corpus, run.config.val_utterances)
+        for item, utterance in zip(items, utterances, strict=True):
             frames = item["mel"].shape[-1]
             item["units"] = torch.from_numpy(self.labels[utterance.entry.id][:frames])[None]
         return items
