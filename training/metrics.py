@@ -66,11 +66,14 @@ def _common(reference: np.ndarray, estimate: np.ndarray) -> tuple[np.ndarray, np
 def log_mel_l1(reference: np.ndarray, estimate: np.ndarray, spec: FeatureSpec) -> float:
     """Mean absolute difference of the two log-mel spectrograms (natural log), per bin.
 
-    L = mean_{m,f} |log mel_ref[m, f] - log mel_est[m, f]|, features from `spec.extract`.
+    L = mean_{m,f} |log mel_ref[m, f] - log mel_est[m, f]|, features from `spec.extract`:
+    the distillation's log-mel term (`wavenet.losses.log_mel_loss`) as a metric.
     """
     reference, estimate = _common(reference, estimate)
-    mels = spec.extract(torch.from_numpy(np.stack([reference, estimate])))
-    return float((mels[0] - mels[1]).abs().mean())
+    distance = losses.log_mel_loss(
+        torch.from_numpy(estimate)[None], torch.from_numpy(reference)[None], spec
+    )
+    return float(distance)
 
 
 def multi_resolution_stft_distance(

@@ -234,7 +234,8 @@ def multi_resolution_stft_loss(
 def log_mel_loss(generated: torch.Tensor, real: torch.Tensor, spec) -> torch.Tensor:
     """mean_{m,f} | log mel(y)[m, f] - log mel(g(z))[m, f] |: the L1 distance of the two
     log-mel spectrograms (natural log), both from `spec.extract`, the features the student
-    is conditioned on (`training.metrics.log_mel_l1` is the same distance as a metric).
+    is conditioned on. The training term and the evaluation metric
+    (`training.metrics.log_mel_l1`) are this one function.
 
     The mel's log floor (`spec.log_floor`) bounds what silence costs: where the real audio
     is below it, energy the student adds there costs its log above the floor.
